@@ -1,0 +1,2 @@
+/* conf: to be written */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* hook: to be written */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* key: to be written */
+#include "config.h"

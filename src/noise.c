@@ -1,0 +1,2 @@
+/* noise: to be written */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* replay: to be written */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* session: to be written */
+#include "config.h"

@@ -1,0 +1,3 @@
+#ifndef SALTUN_SESSION_H
+#define SALTUN_SESSION_H
+#endif

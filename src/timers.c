@@ -1,0 +1,2 @@
+/* timers: to be written */
+#include "config.h"

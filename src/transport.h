@@ -1,0 +1,3 @@
+#ifndef SALTUN_TRANSPORT_H
+#define SALTUN_TRANSPORT_H
+#endif

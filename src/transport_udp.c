@@ -1,0 +1,2 @@
+/* transport_udp: to be written */
+#include "config.h"

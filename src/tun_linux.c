@@ -1,0 +1,2 @@
+/* tun_linux: to be written */
+#include "config.h"

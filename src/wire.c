@@ -1,0 +1,2 @@
+/* wire: to be written */
+#include "config.h"
