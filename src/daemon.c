@@ -1,3 +1,509 @@
+/*
+ * The daemon: startup order, the receive dispatcher, the receiver-index
+ * table, the tick that drives every session's timers, and shutdown order.
+ *
+ * Startup:  config -> identity -> sockets -> buffers -> sessions (devices,
+ *           up hooks, dial) -> signals, tick -> loop.
+ * Shutdown: stop reading -> per session: disconnect + down hooks, device
+ *           removed, keys wiped -> handles closed -> loop closed.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
 #include "daemon.h"
-int daemon_run(const struct daemon_options *o) { (void)o; return 1; }
+#include "key.h"
+#include "log.h"
+#include "util.h"
+
+/* Handshake messages consumed per tick before we ask for cookies (mac2). */
+#define DAEMON_LOAD_THRESHOLD 256
+/* Read rounds per wake-up per socket: one busy socket cannot starve the loop. */
+#define DAEMON_RX_ROUNDS 4
+
+/* ------------------------------------------------------------ index table */
+
+static uint32_t index_hash(uint32_t idx) { return idx * 2654435761u; }
+
+void daemon_index_add(struct daemon *d, struct index_entry *e, struct session *s, struct keypair *kp)
+{
+	uint32_t idx;
+
+	if (e->index != 0)
+		daemon_index_del(d, e);
+	/* Random, non-zero, unique: indices are not guessable from outside. */
+	do
+		idx = randombytes_random();
+	while (idx == 0 || daemon_index_find(d, idx) != NULL);
+	e->index = idx;
+	e->session = s;
+	e->keypair = kp;
+	struct index_entry **b = &d->index_buckets[index_hash(idx) & d->index_mask];
+	e->next = *b;
+	*b = e;
+}
+
+void daemon_index_del(struct daemon *d, struct index_entry *e)
+{
+	struct index_entry **p = &d->index_buckets[index_hash(e->index) & d->index_mask];
+
+	for (; *p != NULL; p = &(*p)->next) {
+		if (*p == e) {
+			*p = e->next;
+			break;
+		}
+	}
+	e->index = 0;
+	e->next = NULL;
+}
+
+struct index_entry *daemon_index_find(struct daemon *d, uint32_t index)
+{
+	struct index_entry *e = d->index_buckets[index_hash(index) & d->index_mask];
+
+	while (e != NULL && e->index != index)
+		e = e->next;
+	return e;
+}
+
+/* ------------------------------------------------------------ sending */
+
+int daemon_sock_for(struct daemon *d, const struct sockaddr *addr)
+{
+	int fallback = -1;
+	for (unsigned i = 0; i < d->nsocks; i++) {
+		if (d->socks[i].family != addr->sa_family)
+			continue;
+		if (d->socks[i].listening)
+			return (int)i;
+		if (fallback < 0)
+			fallback = (int)i;
+	}
+	return fallback;
+}
+
+uint8_t *daemon_tx_reserve(struct daemon *d, unsigned *slot)
+{
+	if (d->tx.count == TRANSPORT_BATCH)
+		daemon_flush(d);
+	*slot = d->tx.count;
+	return udp_batch_slot(&d->tx, *slot);
+}
+
+void daemon_tx_commit(struct daemon *d, unsigned slot, struct session *s, size_t len)
+{
+	if (s->sock < 0) {
+		s->st.drops[DROP_SEND]++;
+		return;
+	}
+	d->tx.iov[slot].iov_len = len;
+	memcpy(&d->tx.addr[slot], &s->endpoint, sizeof(s->endpoint));
+	d->tx.sock[slot] = s->sock;
+	d->tx.count = slot + 1;
+}
+
+void daemon_send(struct daemon *d, struct session *s, const uint8_t *msg, size_t len)
+{
+	unsigned slot;
+	uint8_t *buf = daemon_tx_reserve(d, &slot);
+
+	memcpy(buf, msg, len);
+	daemon_tx_commit(d, slot, s, len);
+	daemon_flush(d);
+}
+
+void daemon_flush(struct daemon *d)
+{
+	if (d->tx.count > 0)
+		udp_batch_flush(&d->tx, d->socks);
+}
+
+/* ------------------------------------------------------------ receiving */
+
+static void daemon_log_limited(struct daemon *d, struct ratelimit *rl, const struct sockaddr *src,
+			       const char *what)
+{
+	uint32_t suppressed;
+	char addr[UTIL_ADDRSTRLEN];
+
+	if (!ratelimit_allow(rl, util_now_ms(), &suppressed))
+		return;
+	log_warnx("initiation from %s: %s%s", util_sockaddr_str(src, addr, sizeof(addr)), what,
+		  suppressed ? " (more suppressed)" : "");
+}
+
+/* Under load, a handshake message must carry a valid mac2 (a cookie bound
+ * to its source address); otherwise we answer with a cookie reply and do no
+ * DH.  Returns true when the message may proceed. */
+static bool daemon_check_load(struct daemon *d, uint8_t *msg, size_t len, uint32_t sender,
+			      const struct sockaddr *src, int sock)
+{
+	uint8_t cookie[WIRE_COOKIE_LEN];
+	struct wire_cookie_reply reply;
+	uint8_t srcbytes[18];
+	size_t srclen;
+
+	if (++d->handshakes_this_tick <= DAEMON_LOAD_THRESHOLD)
+		return true;
+	if (src->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)src;
+		memcpy(srcbytes, &in->sin_addr, 4);
+		memcpy(srcbytes + 4, &in->sin_port, 2);
+		srclen = 6;
+	} else {
+		const struct sockaddr_in6 *in6 = (const void *)src;
+		memcpy(srcbytes, &in6->sin6_addr, 16);
+		memcpy(srcbytes + 16, &in6->sin6_port, 2);
+		srclen = 18;
+	}
+	uint64_t now = util_now_ms();
+	wire_cookie_make(&d->cookies, cookie, srcbytes, srclen, now);
+	if (wire_mac2_valid(msg, len, cookie))
+		return true;
+	wire_cookie_reply_create(&d->cookies, &reply, sender, msg, len, srcbytes, srclen, now);
+	unsigned slot;
+	uint8_t *buf = daemon_tx_reserve(d, &slot);
+	memcpy(buf, &reply, sizeof(reply));
+	d->tx.iov[slot].iov_len = sizeof(reply);
+	memcpy(&d->tx.addr[slot], src, util_sockaddr_len(src));
+	d->tx.sock[slot] = sock;
+	d->tx.count = slot + 1;
+	d->st.cookie_sent++;
+	return false;
+}
+
+static struct session *daemon_session_by_key(struct daemon *d, const uint8_t pub[KEY_LEN])
+{
+	for (unsigned i = 0; i < d->nsessions; i++)
+		if (sodium_memcmp(d->sessions[i].cs->public_key, pub, KEY_LEN) == 0)
+			return &d->sessions[i];
+	return NULL;
+}
+
+static void daemon_consume_initiation(struct daemon *d, uint8_t *msg, size_t len,
+				      const struct sockaddr *src, int sock)
+{
+	const struct wire_initiation *m = (const void *)msg;
+	struct noise_handshake hs;
+	uint8_t payload[WIRE_INIT_PAYLOAD_LEN];
+	struct session *s;
+	int rc;
+
+	/* mac1 first: anything not meant for our key costs one hash, no reply. */
+	if (!wire_mac1_valid(msg, len, d->mac1_key)) {
+		d->st.bad_mac1++;
+		daemon_log_limited(d, &d->rl_mac1, src, "mac1 invalid (peer has a wrong public key for us?)");
+		return;
+	}
+	if (!daemon_check_load(d, msg, len, wire_get_le32(m->sender), src, sock))
+		return;
+	rc = noise_handshake_init(&hs, NOISE_RESPONDER, true, (const uint8_t *)WIRE_PROLOGUE,
+				  strlen(WIRE_PROLOGUE), d->static_priv, NULL, NULL);
+	if (rc == 0)
+		rc = noise_read_msg1(&hs, payload, m->noise, sizeof(m->noise));
+	if (rc < 0) {
+		d->st.initiation_auth++;
+		daemon_log_limited(d, &d->rl_auth, src, "handshake initiation failed authentication");
+		goto out;
+	}
+	s = daemon_session_by_key(d, hs.rs);
+	if (s == NULL) {
+		char b64[KEY_B64_LEN + 1];
+		key_to_base64(b64, hs.rs);
+		d->st.unknown_peer++;
+		char what[128];
+		snprintf(what, sizeof(what), "unknown peer public key %s", b64);
+		daemon_log_limited(d, &d->rl_unknown, src, what);
+		goto out;
+	}
+	session_consume_initiation(s, &hs, wire_get_le32(m->sender), payload, src, sock);
+out:
+	noise_handshake_clear(&hs);
+	sodium_memzero(payload, sizeof(payload));
+}
+
+static void daemon_consume(struct daemon *d, uint8_t *msg, size_t len, const struct sockaddr *src,
+			   int sock)
+{
+	struct index_entry *e;
+
+	switch (wire_classify(msg, len)) {
+	case WIRE_DATA:
+		e = daemon_index_find(d, wire_get_le32(msg + 4));
+		if (e == NULL || e->keypair == NULL) {
+			d->st.unknown_index++;
+			return;
+		}
+		session_consume_data(e->session, e->keypair, msg, len, src, sock);
+		return;
+	case WIRE_INITIATION:
+		daemon_consume_initiation(d, msg, len, src, sock);
+		return;
+	case WIRE_RESPONSE:
+		if (!wire_mac1_valid(msg, len, d->mac1_key)) {
+			d->st.bad_mac1++;
+			return;
+		}
+		e = daemon_index_find(d, wire_get_le32(msg + 8));
+		if (e == NULL || e->keypair != NULL) {
+			d->st.unknown_index++;
+			return;
+		}
+		if (!daemon_check_load(d, msg, len, wire_get_le32(msg + 4), src, sock))
+			return;
+		session_consume_response(e->session, msg, len, src, sock);
+		return;
+	case WIRE_COOKIE_REPLY:
+		e = daemon_index_find(d, wire_get_le32(msg + 4));
+		if (e == NULL || e->keypair != NULL) {
+			d->st.unknown_index++;
+			return;
+		}
+		session_consume_cookie(e->session, msg, len);
+		return;
+	default:
+		d->st.bad_header++;
+		return;
+	}
+}
+
+static void daemon_on_udp(uv_poll_t *h, int status, int events)
+{
+	struct udp_sock *u = container_of(h, struct udp_sock, poll);
+	struct daemon *d = u->d;
+	int sock = (int)(u - d->socks);
+
+	if (status < 0)
+		return;
+	for (int round = 0; round < DAEMON_RX_ROUNDS; round++) {
+		int n = udp_batch_recv(&d->rx, u->fd);
+		if (n <= 0)
+			break;
+		for (int i = 0; i < n; i++)
+			daemon_consume(d, udp_batch_slot(&d->rx, (unsigned)i), d->rx.msgs[i].msg_len,
+				       (struct sockaddr *)&d->rx.addr[i], sock);
+		if (n < TRANSPORT_BATCH)
+			break;
+	}
+	daemon_flush(d);
+}
+
+/* ------------------------------------------------------------ timers, signals */
+
+static void daemon_on_tick(uv_timer_t *t)
+{
+	struct daemon *d = container_of(t, struct daemon, tick);
+	uint64_t now = util_now_ms();
+
+	d->handshakes_this_tick = 0;
+	for (unsigned i = 0; i < d->nsessions; i++)
+		session_tick(&d->sessions[i], now);
+	daemon_flush(d);
+}
+
+static void daemon_on_signal(uv_signal_t *h, int signum)
+{
+	struct daemon *d = h->data;
+
+	if (signum == SIGHUP) {
+		log_warnx("SIGHUP: reloading the configuration is not supported yet; restart saltun to apply changes");
+		return;
+	}
+	log_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+	d->stopping = true;
+	uv_stop(&d->loop);
+}
+
+/* ------------------------------------------------------------ startup, shutdown */
+
+static int daemon_open_sockets(struct daemon *d)
+{
+	int rc;
+	char addr[UTIL_ADDRSTRLEN];
+	bool have4 = false, have6 = false, need4 = false, need6 = false;
+
+	for (unsigned i = 0; i < d->conf.global.nlisten; i++) {
+		const struct sockaddr *sa = (const struct sockaddr *)&d->conf.global.listen[i];
+		rc = udp_sock_open(&d->socks[d->nsocks], d, sa, true);
+		if (rc < 0) {
+			log_warnx("cannot listen on %s: %s", util_sockaddr_str(sa, addr, sizeof(addr)),
+				  strerror(-rc));
+			return rc;
+		}
+		log_info("listening on %s (udp)", util_sockaddr_str(sa, addr, sizeof(addr)));
+		have4 |= sa->sa_family == AF_INET;
+		have6 |= sa->sa_family == AF_INET6;
+		d->nsocks++;
+	}
+	/* Dial-out sessions of a family we do not listen on get an ephemeral socket. */
+	for (unsigned i = 0; i < d->conf.nsessions; i++) {
+		const struct conf_session *cs = &d->conf.sessions[i];
+		if (!cs->has_endpoint)
+			continue;
+		if (cs->endpoint.is_literal) {
+			need4 |= cs->endpoint.addr.ss_family == AF_INET;
+			need6 |= cs->endpoint.addr.ss_family == AF_INET6;
+		} else {
+			need4 = need6 = true;
+		}
+	}
+	struct sockaddr_in any4 = { .sin_family = AF_INET };
+	struct sockaddr_in6 any6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
+	if (need4 && !have4) {
+		rc = udp_sock_open(&d->socks[d->nsocks], d, (struct sockaddr *)&any4, false);
+		if (rc == 0)
+			d->nsocks++;
+		else
+			log_warnx("cannot open an IPv4 UDP socket: %s", strerror(-rc));
+	}
+	if (need6 && !have6) {
+		rc = udp_sock_open(&d->socks[d->nsocks], d, (struct sockaddr *)&any6, false);
+		if (rc == 0)
+			d->nsocks++;
+		else
+			log_debug("no IPv6 UDP socket: %s", strerror(-rc));
+	}
+	for (unsigned i = 0; i < d->nsocks; i++) {
+		struct udp_sock *u = &d->socks[i];
+		if ((rc = uv_poll_init(&d->loop, &u->poll, u->fd)) < 0)
+			return rc;
+		u->polling = true;
+		uv_poll_start(&u->poll, UV_READABLE, daemon_on_udp);
+	}
+	return 0;
+}
+
+static void daemon_close_walk(uv_handle_t *h, void *arg)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void daemon_shutdown(struct daemon *d)
+{
+	for (unsigned i = 0; i < d->nsessions; i++)
+		session_stop(&d->sessions[i]);
+	for (unsigned i = 0; i < d->nsessions; i++)
+		session_free(&d->sessions[i]);
+	/* Let hooks started just before the stop finish or be killed. */
+	uv_walk(&d->loop, daemon_close_walk, NULL);
+	uv_run(&d->loop, UV_RUN_DEFAULT);
+	for (unsigned i = 0; i < d->nsocks; i++)
+		udp_sock_close(&d->socks[i]);
+	if (uv_loop_close(&d->loop) != 0)
+		log_warnx("event loop did not close cleanly");
+	udp_batch_free(&d->rx);
+	udp_batch_free(&d->tx);
+	free(d->index_buckets);
+	free(d->sessions);
+	sodium_memzero(d->static_priv, sizeof(d->static_priv));
+	sodium_memzero(&d->cookies, sizeof(d->cookies));
+	conf_free(&d->conf);
+}
+
+int daemon_run(const struct daemon_options *o)
+{
+	struct daemon *d;
+	unsigned errors;
+	int rc, status = 1;
+	size_t max_packet = 0;
+
+	d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		fatal("calloc");
+	d->time_scale = o->time_scale ? o->time_scale : 1;
+
+	errors = conf_load(&d->conf, o->config_path, stderr);
+	if (errors > 0) {
+		log_warnx("%s: %u error%s: not starting", o->config_path, errors, errors == 1 ? "" : "s");
+		free(d);
+		return 1;
+	}
+	log_init("saltun", o->detach ? LOG_SINK_SYSLOG : d->conf.global.log_sink,
+		 o->verbosity > 0 ? LOG_LEVEL_DEBUG : d->conf.global.log_level);
+	if (d->conf.nsessions == 0)
+		log_warnx("%s: no sessions configured", o->config_path);
+	if (o->detach && daemon(0, 0) < 0)
+		fatal("daemon");
+
+	memcpy(d->static_priv, d->conf.global.private_key, KEY_LEN);
+	memcpy(d->static_pub, d->conf.global.public_key, KEY_LEN);
+	wire_mac1_key(d->mac1_key, d->static_pub);
+	wire_cookie_checker_init(&d->cookies, d->static_pub);
+	d->rl_mac1 = d->rl_unknown = d->rl_auth = (struct ratelimit)RATELIMIT_INIT;
+
+	if ((rc = uv_loop_init(&d->loop)) < 0)
+		fatalx("uv_loop_init: %s", uv_strerror(rc));
+	signal(SIGPIPE, SIG_IGN);
+
+	/* Buffers sized for the largest packet of any session, allocated once. */
+	for (unsigned i = 0; i < d->conf.nsessions; i++) {
+		const struct conf_session *cs = &d->conf.sessions[i];
+		size_t mp = (cs->mtu ? cs->mtu : 1420) + 14;
+		if (mp > max_packet)
+			max_packet = mp;
+	}
+	if (max_packet < 1500)
+		max_packet = 1500;
+	d->slot_size = WIRE_DATA_HEADER_LEN + max_packet + WIRE_PADDING + NOISE_TAG_LEN;
+	/* Received datagrams may be as large as any message; drop the oversized. */
+	if (udp_batch_init(&d->rx, d->slot_size) < 0 || udp_batch_init(&d->tx, d->slot_size) < 0)
+		fatal("cannot allocate packet buffers");
+
+	uint32_t buckets = 64;
+	while (buckets < d->conf.nsessions * 8u)
+		buckets <<= 1;
+	d->index_buckets = calloc(buckets, sizeof(*d->index_buckets));
+	d->index_mask = buckets - 1;
+	d->sessions = calloc(d->conf.nsessions ? d->conf.nsessions : 1, sizeof(*d->sessions));
+	if (d->index_buckets == NULL || d->sessions == NULL)
+		fatal("calloc");
+
+	if (daemon_open_sockets(d) < 0)
+		goto out;
+	for (unsigned i = 0; i < d->conf.nsessions; i++, d->nsessions++)
+		session_init(&d->sessions[i], d, &d->conf.sessions[i]);
+	/* A session whose device cannot be created is logged and left out;
+	 * the others serve. */
+	unsigned started = 0;
+	for (unsigned i = 0; i < d->nsessions; i++)
+		if (session_start(&d->sessions[i]) == 0)
+			started++;
+	if (started == 0 && d->nsessions > 0) {
+		log_warnx("no session could start");
+		goto out;
+	}
+
+	uv_signal_init(&d->loop, &d->sigint);
+	uv_signal_init(&d->loop, &d->sigterm);
+	uv_signal_init(&d->loop, &d->sighup);
+	d->sigint.data = d->sigterm.data = d->sighup.data = d;
+	uv_signal_start(&d->sigint, daemon_on_signal, SIGINT);
+	uv_signal_start(&d->sigterm, daemon_on_signal, SIGTERM);
+	uv_signal_start(&d->sighup, daemon_on_signal, SIGHUP);
+
+	/* One coarse tick drives every session's timers (no per-packet rearm). */
+	d->tick_ms = 100 / d->time_scale;
+	if (d->tick_ms == 0)
+		d->tick_ms = 1;
+	uv_timer_init(&d->loop, &d->tick);
+	uv_timer_start(&d->tick, daemon_on_tick, d->tick_ms, d->tick_ms);
+
+	log_info("saltun %s running: %u session%s", PACKAGE_VERSION, d->nsessions,
+		 d->nsessions == 1 ? "" : "s");
+	uv_run(&d->loop, UV_RUN_DEFAULT);
+	status = 0;
+out:
+	daemon_shutdown(d);
+	free(d);
+	log_info("stopped");
+	return status;
+}

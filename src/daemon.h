@@ -6,6 +6,13 @@
 #define SALTUN_DAEMON_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "conf.h"
+#include "session.h"
+#include "transport.h"
+#include "wire.h"
 
 struct daemon_options {
 	const char *config_path;
@@ -14,8 +21,65 @@ struct daemon_options {
 	unsigned time_scale;    /* tests only: all protocol timers divided by this (1 = real) */
 };
 
+/* Counters of what arrived that no session could own. */
+struct daemon_stats {
+	uint64_t bad_header, bad_mac1, unknown_index, unknown_peer, initiation_auth, cookie_sent,
+		initiation_replay, initiation_flood;
+};
+
+#define DAEMON_MAX_SOCKS (CONF_MAX_LISTEN + 2)
+
+struct daemon {
+	uv_loop_t loop;
+	struct conf conf;
+	unsigned time_scale;
+
+	uint8_t static_priv[KEY_LEN];
+	uint8_t static_pub[KEY_LEN];
+	uint8_t mac1_key[32];                /* ours: mac1 of messages sent to us */
+	struct wire_cookie_checker cookies;
+
+	struct session *sessions;
+	unsigned nsessions;
+
+	struct udp_sock socks[DAEMON_MAX_SOCKS];
+	unsigned nsocks;
+	struct udp_batch rx, tx;
+	size_t slot_size;
+
+	/* Receiver-index table: buckets of intrusive lists. */
+	struct index_entry **index_buckets;
+	uint32_t index_mask;
+
+	uv_signal_t sigint, sigterm, sighup;
+	uv_timer_t tick;
+	uint64_t tick_ms;
+	unsigned handshakes_this_tick;       /* load: above a threshold, require cookies */
+
+	struct daemon_stats st;
+	struct ratelimit rl_mac1, rl_unknown, rl_auth;
+	bool stopping;
+};
+
 /* Load the config, bring every session up and serve until SIGINT/SIGTERM.
  * Returns the process exit status (0 clean stop, 1 error). */
 int daemon_run(const struct daemon_options *o);
+
+/* Receiver-index table. */
+void daemon_index_add(struct daemon *d, struct index_entry *e, struct session *s,
+		      struct keypair *kp);
+void daemon_index_del(struct daemon *d, struct index_entry *e);
+struct index_entry *daemon_index_find(struct daemon *d, uint32_t index);
+
+/* Queue a message for `s`'s peer endpoint (copying it into the tx batch). */
+void daemon_send(struct daemon *d, struct session *s, const uint8_t *msg, size_t len);
+/* Send whatever the tx batch holds. */
+void daemon_flush(struct daemon *d);
+/* A tx slot to fill in place: returns its buffer (d->slot_size bytes) or
+ * flushes first when the batch is full. */
+uint8_t *daemon_tx_reserve(struct daemon *d, unsigned *slot);
+void daemon_tx_commit(struct daemon *d, unsigned slot, struct session *s, size_t len);
+/* Socket index to reach `addr` (a listening one of that family if any). */
+int daemon_sock_for(struct daemon *d, const struct sockaddr *addr);
 
 #endif

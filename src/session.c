@@ -1,2 +1,836 @@
-/* session: to be written */
+/*
+ * One peer session: handshake (both roles), keys, data in both directions,
+ * timers, hooks.  The daemon routes packets here; this file decides.
+ *
+ * Receive order (STYLE 7): parse header, authenticate, replay-check, then
+ * validate the inner packet, then move the endpoint and timers, then deliver.
+ */
 #include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "daemon.h"
+#include "hook.h"
+#include "key.h"
+#include "log.h"
+#include "session.h"
+#include "util.h"
+
+/* Automatic MTU: a 1500-byte underlay minus IPv6 (40) + UDP (8) + data
+ * header (16) + tag (16).  See saltun.conf(5). */
+#define SESSION_AUTO_MTU 1420
+#define ETH_HLEN_ 14
+/* Initiations consumed per session at most every this many ms (flood). */
+#define SESSION_INITIATION_MIN_MS 20
+
+const char *session_drop_name(enum session_drop dr)
+{
+	static const char *const names[DROP__COUNT] = {
+		[DROP_AUTH] = "auth_failed",       [DROP_REPLAY] = "replay",
+		[DROP_BAD_INNER] = "bad_inner",    [DROP_KEY_EXPIRED] = "key_expired",
+		[DROP_QUEUE_FULL] = "queue_full",  [DROP_NO_ENDPOINT] = "no_endpoint",
+		[DROP_TOO_BIG] = "too_big",        [DROP_DEVICE] = "device_write",
+		[DROP_SEND] = "send_failed",       [DROP_HANDSHAKE] = "handshake_refused",
+		[DROP_GAVE_UP] = "handshake_gave_up",
+	};
+	return names[dr];
+}
+
+static uint64_t now_ms(void) { return util_now_ms(); }
+
+static void session_log_limited(struct session *s, struct ratelimit *rl, const char *what,
+				const struct sockaddr *src)
+{
+	uint32_t suppressed;
+	char addr[UTIL_ADDRSTRLEN];
+
+	if (!ratelimit_allow(rl, now_ms(), &suppressed))
+		return;
+	if (suppressed)
+		log_warnx("%s: %s from %s (%u similar suppressed)", s->name, what,
+			  util_sockaddr_str(src, addr, sizeof(addr)), suppressed);
+	else
+		log_warnx("%s: %s from %s", s->name, what, util_sockaddr_str(src, addr, sizeof(addr)));
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+int session_init(struct session *s, struct daemon *d, const struct conf_session *cs)
+{
+	memset(s, 0, sizeof(*s));
+	s->d = d;
+	s->cs = cs;
+	s->dev.fd = -1;
+	snprintf(s->name, sizeof(s->name), "%s", cs->name);
+	s->type = cs->type == CONF_DEV_TAP ? TUN_TYPE_TAP : TUN_TYPE_TUN;
+	s->mtu = cs->mtu ? cs->mtu : SESSION_AUTO_MTU - (s->type == TUN_TYPE_TAP ? ETH_HLEN_ : 0);
+	s->max_packet = s->mtu + (s->type == TUN_TYPE_TAP ? ETH_HLEN_ : 0);
+	wire_mac1_key(s->mac1_key, cs->public_key);
+	wire_cookie_key(s->cookie_key, cs->public_key);
+	timer_config_init(&s->tcfg, d->time_scale, cs->keepalive);
+	timers_init(&s->timers, &s->tcfg);
+	s->sock = -1;
+	if (cs->has_endpoint && cs->endpoint.is_literal) {
+		memcpy(&s->endpoint, &cs->endpoint.addr, sizeof(s->endpoint));
+		s->has_endpoint = true;
+		s->sock = daemon_sock_for(d, (struct sockaddr *)&s->endpoint);
+	}
+	for (int i = 0; i < 3; i++)
+		replay_init(&s->kp[i].replay);
+	s->rl_auth = (struct ratelimit)RATELIMIT_INIT;
+	s->rl_hs = (struct ratelimit)RATELIMIT_INIT;
+	s->rl_inner = (struct ratelimit)RATELIMIT_INIT;
+	return 0;
+}
+
+enum session_state session_state(const struct session *s)
+{
+	if (s->current != NULL && s->current->valid)
+		return SESSION_UP;
+	if (s->hs.state != NOISE_HS_EMPTY || s->timers.handshake_attempts_start != 0)
+		return SESSION_HANDSHAKING;
+	return SESSION_WAITING;
+}
+
+static void session_hook_vars(struct session *s, struct hook_vars *v, char *peer, size_t peerlen,
+			      char *local, size_t locallen, char *key)
+{
+	memset(v, 0, sizeof(*v));
+	v->session = s->name;
+	v->device = s->dev.name;
+	v->type = s->type == TUN_TYPE_TAP ? "tap" : "tun";
+	v->mtu = s->mtu;
+	key_to_base64(key, s->cs->public_key);
+	v->peer_key = key;
+	if (s->has_endpoint &&
+	    util_sockaddr_split((struct sockaddr *)&s->endpoint, peer, peerlen, &v->peer_port)) {
+		v->peer_address = peer;
+		/* The local address the kernel would use to reach the peer. */
+		struct sockaddr_storage la;
+		socklen_t lalen = sizeof(la);
+		int fd = socket(s->endpoint.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0) {
+			if (connect(fd, (struct sockaddr *)&s->endpoint,
+				    util_sockaddr_len((struct sockaddr *)&s->endpoint)) == 0 &&
+			    getsockname(fd, (struct sockaddr *)&la, &lalen) == 0 &&
+			    util_sockaddr_split((struct sockaddr *)&la, local, locallen, &v->local_port)) {
+				v->local_address = local;
+				if (s->sock >= 0)
+					v->local_port = ntohs(s->d->socks[s->sock].local.ss_family == AF_INET6
+						? ((struct sockaddr_in6 *)&s->d->socks[s->sock].local)->sin6_port
+						: ((struct sockaddr_in *)&s->d->socks[s->sock].local)->sin_port);
+			}
+			close(fd);
+		}
+	}
+}
+
+static void session_hook_done(void *arg, enum hook_event ev, int status)
+{
+	struct session *s = arg;
+	s->hooks_running--;
+	if (status != 0)
+		s->st.hook_failures++;
+}
+
+static void session_hook(struct session *s, enum hook_event ev, bool sync)
+{
+	const char *tmpl = NULL;
+	struct hook_vars v;
+	char peer[64], local[64], key[KEY_B64_LEN + 1];
+	int rc;
+
+	switch (ev) {
+	case HOOK_UP: tmpl = s->cs->up; break;
+	case HOOK_DOWN: tmpl = s->cs->down; break;
+	case HOOK_CONNECT: tmpl = s->cs->connect; break;
+	case HOOK_DISCONNECT: tmpl = s->cs->disconnect; break;
+	}
+	if (tmpl == NULL)
+		return;
+	session_hook_vars(s, &v, peer, sizeof(peer), local, sizeof(local), key);
+	if (sync) {
+		rc = hook_run_sync(ev, tmpl, &v, s->cs->hook_timeout * 1000);
+		if (rc != 0)
+			s->st.hook_failures++;
+		return;
+	}
+	rc = hook_run(&s->d->loop, ev, tmpl, &v, s->cs->hook_timeout * 1000, session_hook_done, s);
+	if (rc < 0) {
+		s->st.hook_failures++;
+		log_warnx("%s: cannot start %s hook: %s", s->name, hook_event_name(ev), strerror(-rc));
+		return;
+	}
+	s->hooks_running++;
+}
+
+static void session_on_device(uv_poll_t *h, int status, int events);
+static void session_send_initiation(struct session *s, bool retry);
+
+int session_start(struct session *s)
+{
+	int rc;
+
+	rc = tun_open(&s->dev, &tun_ops_platform, s->type, s->cs->device);
+	if (rc < 0) {
+		log_warnx("%s: cannot create %s device '%s': %s", s->name,
+			  s->type == TUN_TYPE_TAP ? "tap" : "tun", s->cs->device, strerror(-rc));
+		return rc;
+	}
+	s->dev_open = true;
+	if ((rc = s->dev.ops->set_mtu(&s->dev, s->mtu)) < 0)
+		log_warnx("%s: cannot set MTU %u on %s: %s", s->name, s->mtu, s->dev.name, strerror(-rc));
+	if (s->cs->bridge[0] != '\0' && (rc = s->dev.ops->set_bridge(&s->dev, s->cs->bridge)) < 0)
+		log_warnx("%s: cannot add %s to bridge %s: %s", s->name, s->dev.name, s->cs->bridge,
+			  strerror(-rc));
+	if ((rc = s->dev.ops->set_up(&s->dev, true)) < 0)
+		log_warnx("%s: cannot bring %s up: %s", s->name, s->dev.name, strerror(-rc));
+	log_info("%s: device %s (%s, mtu %u) created", s->name, s->dev.name,
+		 s->type == TUN_TYPE_TAP ? "tap" : "tun", s->mtu);
+
+	rc = uv_poll_init(&s->d->loop, &s->dev_poll, s->dev.fd);
+	if (rc < 0) {
+		log_warnx("%s: cannot poll device: %s", s->name, uv_strerror(rc));
+		return rc;
+	}
+	s->dev_poll.data = s;
+	s->dev_polling = true;
+	uv_poll_start(&s->dev_poll, UV_READABLE, session_on_device);
+	session_hook(s, HOOK_UP, false);
+	/* A session with an endpoint dials at once. */
+	if (s->has_endpoint)
+		session_send_initiation(s, false);
+	return 0;
+}
+
+static void keypair_clear(struct session *s, struct keypair *kp)
+{
+	if (kp == NULL)
+		return;
+	if (kp->entry.index != 0)
+		daemon_index_del(s->d, &kp->entry);
+	sodium_memzero(&kp->keys, sizeof(kp->keys));
+	kp->valid = false;
+	kp->send_counter = 0;
+	replay_init(&kp->replay);
+}
+
+static void session_handshake_clear(struct session *s)
+{
+	if (s->hs_entry.index != 0)
+		daemon_index_del(s->d, &s->hs_entry);
+	noise_handshake_clear(&s->hs);
+}
+
+static void session_keys_clear(struct session *s)
+{
+	for (int i = 0; i < 3; i++)
+		keypair_clear(s, &s->kp[i]);
+	s->current = s->previous = s->next = NULL;
+	session_handshake_clear(s);
+}
+
+static void session_staged_drop(struct session *s, enum session_drop why)
+{
+	s->st.drops[why] += s->staged_count;
+	s->staged_count = 0;
+	s->staged_head = 0;
+	free(s->staged);
+	free(s->staged_mem);
+	s->staged = NULL;
+	s->staged_mem = NULL;
+}
+
+void session_stop(struct session *s)
+{
+	s->stopping = true;
+	if (s->connected) {
+		s->connected = false;
+		session_hook(s, HOOK_DISCONNECT, true);
+	}
+	if (s->dev_open)
+		session_hook(s, HOOK_DOWN, true);
+	if (s->dev_polling) {
+		uv_poll_stop(&s->dev_poll);
+		uv_close((uv_handle_t *)&s->dev_poll, NULL);
+		s->dev_polling = false;
+	}
+	if (s->dev_open) {
+		s->dev.ops->close(&s->dev);
+		s->dev_open = false;
+		log_info("%s: device removed", s->name);
+	}
+	session_keys_clear(s);
+	session_staged_drop(s, DROP_GAVE_UP);
+}
+
+void session_free(struct session *s)
+{
+	session_keys_clear(s);
+	session_staged_drop(s, DROP_GAVE_UP);
+	sodium_memzero(s->cookie, sizeof(s->cookie));
+}
+
+/* ------------------------------------------------------------ handshake */
+
+static void session_params(const struct session *s, struct wire_params *p)
+{
+	p->version = WIRE_PROTOCOL_VERSION;
+	p->type = (uint8_t)s->type;
+	p->mtu = (uint16_t)s->mtu;
+}
+
+static void session_add_macs(struct session *s, uint8_t *msg, size_t len)
+{
+	uint64_t now = now_ms();
+	/* A cookie is good for 120 s minus a margin (WireGuard: COOKIE_SECRET_MAX_AGE - LATENCY). */
+	bool fresh = s->cookie_birth_ms != 0 &&
+		     now - s->cookie_birth_ms < (120000 - 5000) / (s->d->time_scale ? s->d->time_scale : 1);
+	wire_macs_add(msg, len, s->mac1_key, fresh ? s->cookie : NULL);
+	memcpy(s->last_mac1, msg + len - 2 * WIRE_MAC_LEN, WIRE_MAC_LEN);
+}
+
+static void session_send_initiation(struct session *s, bool retry)
+{
+	struct wire_initiation m;
+	uint8_t payload[WIRE_INIT_PAYLOAD_LEN];
+	struct wire_params p;
+	struct timespec ts;
+	uint64_t now = now_ms();
+	int rc;
+
+	if (!s->has_endpoint || s->stopping)
+		return;
+	/* At most one initiation per REKEY_TIMEOUT unless it is the timer's retry. */
+	if (!retry && s->timers.last_initiation_sent != 0 &&
+	    now - s->timers.last_initiation_sent < s->tcfg.rekey_timeout_ms)
+		return;
+
+	session_handshake_clear(s);
+	rc = noise_handshake_init(&s->hs, NOISE_INITIATOR, true, (const uint8_t *)WIRE_PROLOGUE,
+				  strlen(WIRE_PROLOGUE), s->d->static_priv, s->cs->public_key,
+				  s->cs->preshared_key);
+	if (rc < 0) {
+		log_warnx("%s: cannot start a handshake: peer public key is unusable", s->name);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	wire_tai64n(payload, (uint64_t)ts.tv_sec, (uint32_t)ts.tv_nsec);
+	session_params(s, &p);
+	wire_params_encode(payload + WIRE_TAI64N_LEN, &p);
+
+	memset(&m, 0, sizeof(m));
+	wire_header_set(m.header, WIRE_INITIATION);
+	rc = noise_write_msg1(&s->hs, m.noise, payload, sizeof(payload));
+	sodium_memzero(payload, sizeof(payload));
+	if (rc < 0) {
+		session_handshake_clear(s);
+		log_warnx("%s: handshake aborted: low-order key", s->name);
+		return;
+	}
+	daemon_index_add(s->d, &s->hs_entry, s, NULL);
+	wire_put_le32(m.sender, s->hs_entry.index);
+	session_add_macs(s, (uint8_t *)&m, sizeof(m));
+
+	s->st.handshake_attempts++;
+	daemon_send(s->d, s, (uint8_t *)&m, sizeof(m));
+	timers_handshake_initiated(&s->timers, now, randombytes_uniform((uint32_t)s->tcfg.rekey_jitter_ms + 1));
+	timers_any_sent(&s->timers, now);
+	log_debug("%s: initiation sent", s->name);
+}
+
+static void session_connected(struct session *s)
+{
+	if (s->connected)
+		return;
+	s->connected = true;
+	session_hook(s, HOOK_CONNECT, false);
+}
+
+static void session_disconnected(struct session *s, const char *why)
+{
+	if (!s->connected)
+		return;
+	s->connected = false;
+	log_info("%s: disconnected (%s)", s->name, why);
+	session_hook(s, HOOK_DISCONNECT, false);
+}
+
+/* Install new keys: as initiator they are current at once; as responder they
+ * wait in `next` until the initiator's first data message confirms them. */
+static struct keypair *session_keys_install(struct session *s, const struct noise_keys *keys,
+					    uint32_t remote_index, bool initiator, uint64_t now)
+{
+	struct keypair *kp = NULL;
+
+	/* Recycle the slot that is neither current nor previous. */
+	for (int i = 0; i < 3; i++) {
+		struct keypair *c = &s->kp[i];
+		if (c != s->current && c != s->previous) {
+			kp = c;
+			break;
+		}
+	}
+	keypair_clear(s, kp);
+	if (s->next == kp)
+		s->next = NULL;
+	kp->keys = *keys;
+	kp->remote_index = remote_index;
+	kp->initiator = initiator;
+	kp->birth_ms = now;
+	kp->send_counter = 0;
+	replay_init(&kp->replay);
+	kp->valid = true;
+	/* Take over the handshake's index: the peer addresses us with it. */
+	kp->entry.index = 0;
+
+	if (initiator) {
+		if (s->next != NULL) {
+			keypair_clear(s, s->next);
+			s->next = NULL;
+		}
+		if (s->previous != NULL)
+			keypair_clear(s, s->previous);
+		s->previous = s->current;
+		s->current = kp;
+	} else {
+		if (s->next != NULL)
+			keypair_clear(s, s->next);
+		s->next = kp;
+	}
+	timers_keys_created(&s->timers, now);
+	return kp;
+}
+
+static void session_staged_flush(struct session *s);
+static void session_send_keepalive(struct session *s);
+
+void session_consume_initiation(struct session *s, struct noise_handshake *hs,
+				uint32_t sender_index, const uint8_t *payload,
+				const struct sockaddr *src, int sock)
+{
+	struct wire_params theirs, ours;
+	struct wire_response m;
+	struct noise_keys keys;
+	uint64_t now = now_ms();
+	char addr[UTIL_ADDRSTRLEN];
+	int rc;
+
+	/* A replayed initiation (same or older timestamp) must not disturb the
+	 * live session: it gets no response at all. */
+	if (!wire_tai64n_after(payload, s->last_timestamp)) {
+		s->d->st.initiation_replay++;
+		s->st.drops[DROP_HANDSHAKE]++;
+		session_log_limited(s, &s->rl_hs, "replayed handshake initiation refused", src);
+		return;
+	}
+	if (s->last_initiation_consumed_ms != 0 &&
+	    now - s->last_initiation_consumed_ms < SESSION_INITIATION_MIN_MS) {
+		s->d->st.initiation_flood++;
+		return;
+	}
+	wire_params_decode(&theirs, payload + WIRE_TAI64N_LEN);
+	session_params(s, &ours);
+	if (theirs.version != ours.version || theirs.type != ours.type || theirs.mtu != ours.mtu) {
+		uint32_t suppressed;
+		s->st.drops[DROP_HANDSHAKE]++;
+		if (ratelimit_allow(&s->rl_hs, now, &suppressed)) {
+			if (theirs.version != ours.version)
+				log_warnx("%s: refused handshake: peer's protocol version is %u, ours is %u",
+					  s->name, theirs.version, ours.version);
+			else if (theirs.type != ours.type)
+				log_warnx("%s: refused handshake: peer's type is %s, ours is %s", s->name,
+					  theirs.type == TUN_TYPE_TAP ? "tap" : "tun",
+					  ours.type == TUN_TYPE_TAP ? "tap" : "tun");
+			else
+				log_warnx("%s: refused handshake: peer's mtu is %u, ours is %u", s->name,
+					  theirs.mtu, ours.mtu);
+		}
+		return;
+	}
+	memcpy(s->last_timestamp, payload, WIRE_TAI64N_LEN);
+	s->last_initiation_consumed_ms = now;
+
+	/* Our own initiation in flight (if any) is superseded. */
+	session_handshake_clear(s);
+	s->hs = *hs;
+	noise_handshake_set_psk(&s->hs, s->cs->preshared_key);
+
+	memset(&m, 0, sizeof(m));
+	wire_header_set(m.header, WIRE_RESPONSE);
+	rc = noise_write_msg2(&s->hs, m.noise, NULL, 0);
+	if (rc == 0)
+		rc = noise_split(&s->hs, &keys);
+	if (rc < 0) {
+		session_handshake_clear(s);
+		s->st.drops[DROP_HANDSHAKE]++;
+		return;
+	}
+	struct keypair *kp = session_keys_install(s, &keys, sender_index, false, now);
+	sodium_memzero(&keys, sizeof(keys));
+	daemon_index_add(s->d, &kp->entry, s, kp);
+	wire_put_le32(m.sender, kp->entry.index);
+	wire_put_le32(m.receiver, sender_index);
+
+	/* The initiation authenticated the peer: learn where it is (roaming). */
+	if (!s->has_endpoint || !util_sockaddr_equal(src, (struct sockaddr *)&s->endpoint)) {
+		if (s->has_endpoint)
+			log_info("%s: endpoint changed to %s", s->name,
+				 util_sockaddr_str(src, addr, sizeof(addr)));
+		memcpy(&s->endpoint, src, util_sockaddr_len(src));
+		s->has_endpoint = true;
+	}
+	s->sock = sock;
+	session_add_macs(s, (uint8_t *)&m, sizeof(m));
+	daemon_send(s->d, s, (uint8_t *)&m, sizeof(m));
+	timers_any_sent(&s->timers, now);
+	timers_any_received(&s->timers, now);
+	s->st.handshakes_completed++;
+	log_info("%s: handshake complete (peer initiated), peer %s", s->name,
+		 util_sockaddr_str(src, addr, sizeof(addr)));
+}
+
+void session_consume_response(struct session *s, uint8_t *msg, size_t len,
+			      const struct sockaddr *src, int sock)
+{
+	const struct wire_response *m = (const void *)msg;
+	struct noise_handshake hs;
+	struct noise_keys keys;
+	uint64_t now = now_ms();
+	char addr[UTIL_ADDRSTRLEN];
+	int rc;
+
+	if (s->hs.state != NOISE_HS_INITIATION_SENT || s->hs.role != NOISE_INITIATOR)
+		return;
+	/* Work on a copy: a forged response (mac1 is computable by anyone) must
+	 * not destroy the handshake in flight. */
+	hs = s->hs;
+	rc = noise_read_msg2(&hs, NULL, m->noise, sizeof(m->noise));
+	if (rc == 0)
+		rc = noise_split(&hs, &keys);
+	noise_handshake_clear(&hs);
+	if (rc < 0) {
+		s->st.drops[DROP_HANDSHAKE]++;
+		session_log_limited(s, &s->rl_hs,
+				    "handshake response failed authentication (wrong preshared_key?)", src);
+		return;
+	}
+	session_handshake_clear(s);
+	struct keypair *kp = session_keys_install(s, &keys, wire_get_le32(m->sender), true, now);
+	sodium_memzero(&keys, sizeof(keys));
+	daemon_index_add(s->d, &kp->entry, s, kp);
+
+	if (!util_sockaddr_equal(src, (struct sockaddr *)&s->endpoint)) {
+		log_info("%s: endpoint changed to %s", s->name, util_sockaddr_str(src, addr, sizeof(addr)));
+		memcpy(&s->endpoint, src, util_sockaddr_len(src));
+	}
+	s->sock = sock;
+	s->has_endpoint = true;
+	timers_handshake_complete(&s->timers, now);
+	timers_any_received(&s->timers, now);
+	s->st.handshakes_completed++;
+	log_info("%s: handshake complete (we initiated), peer %s", s->name,
+		 util_sockaddr_str(src, addr, sizeof(addr)));
+	session_connected(s);
+	/* Data (or a keepalive) under the new key confirms it to the responder. */
+	if (s->staged_count > 0)
+		session_staged_flush(s);
+	else
+		session_send_keepalive(s);
+}
+
+void session_consume_cookie(struct session *s, const uint8_t *msg, size_t len)
+{
+	if (s->hs.state != NOISE_HS_INITIATION_SENT)
+		return;
+	if (wire_cookie_reply_consume(s->cookie, (const struct wire_cookie_reply *)msg,
+				      s->cookie_key, s->last_mac1) == 0) {
+		s->cookie_birth_ms = now_ms();
+		log_debug("%s: cookie received: peer is under load", s->name);
+	}
+}
+
+/* ------------------------------------------------------------ data out */
+
+static bool keypair_usable(const struct session *s, const struct keypair *kp, uint64_t now)
+{
+	return kp != NULL && kp->valid && now - kp->birth_ms < s->tcfg.reject_after_ms &&
+	       kp->send_counter < REPLAY_REJECT_AFTER_MESSAGES;
+}
+
+static void session_maybe_rekey_on_send(struct session *s, uint64_t now)
+{
+	const struct keypair *kp = s->current;
+	if (kp != NULL && kp->valid && kp->initiator &&
+	    (now - kp->birth_ms >= s->tcfg.rekey_after_ms || kp->send_counter >= REKEY_AFTER_MESSAGES))
+		session_send_initiation(s, false);
+}
+
+/* Encrypt the packet at buf + WIRE_DATA_HEADER_LEN (len bytes, room for
+ * padding and tag behind it) in place and queue it.  Caller checked keys. */
+static void session_seal(struct session *s, struct keypair *kp, uint8_t *buf, size_t len,
+			 unsigned slot, uint64_t now)
+{
+	size_t padded = wire_padded_len(len, s->max_packet);
+	uint8_t *pt = buf + WIRE_DATA_HEADER_LEN;
+	uint64_t n = kp->send_counter++;
+
+	memset(pt + len, 0, padded - len);
+	wire_header_set(buf, WIRE_DATA);
+	wire_put_le32(buf + 4, kp->remote_index);
+	wire_put_le64(buf + 8, n);
+	noise_encrypt(pt, pt, padded, NULL, 0, n, kp->keys.send);
+	daemon_tx_commit(s->d, slot, s, WIRE_DATA_HEADER_LEN + padded + NOISE_TAG_LEN);
+	timers_any_sent(&s->timers, now);
+	if (len > 0) {
+		timers_data_sent(&s->timers, now);
+		s->st.tx_packets++;
+		s->st.tx_bytes += len;
+	}
+}
+
+static void session_send_keepalive(struct session *s)
+{
+	uint64_t now = now_ms();
+	unsigned slot;
+	uint8_t *buf;
+
+	if (!keypair_usable(s, s->current, now) || !s->has_endpoint)
+		return;
+	buf = daemon_tx_reserve(s->d, &slot);
+	session_seal(s, s->current, buf, 0, slot, now);
+}
+
+static void session_stage(struct session *s, const uint8_t *pkt, size_t len)
+{
+	if (s->staged == NULL) {
+		s->staged = calloc(SESSION_STAGED_MAX, sizeof(*s->staged));
+		s->staged_mem = malloc(SESSION_STAGED_MAX * s->max_packet);
+		if (s->staged == NULL || s->staged_mem == NULL) {
+			session_staged_drop(s, DROP_QUEUE_FULL);
+			s->st.drops[DROP_QUEUE_FULL]++;
+			return;
+		}
+		for (unsigned i = 0; i < SESSION_STAGED_MAX; i++)
+			s->staged[i].data = s->staged_mem + (size_t)i * s->max_packet;
+	}
+	if (s->staged_count == SESSION_STAGED_MAX) {
+		/* Keep the newest: drop the oldest (as WireGuard does). */
+		s->staged_head = (s->staged_head + 1) % SESSION_STAGED_MAX;
+		s->staged_count--;
+		s->st.drops[DROP_QUEUE_FULL]++;
+	}
+	struct staged_packet *p = &s->staged[(s->staged_head + s->staged_count) % SESSION_STAGED_MAX];
+	memcpy(p->data, pkt, len);
+	p->len = (uint16_t)len;
+	s->staged_count++;
+}
+
+static void session_staged_flush(struct session *s)
+{
+	uint64_t now = now_ms();
+
+	while (s->staged_count > 0 && keypair_usable(s, s->current, now)) {
+		struct staged_packet *p = &s->staged[s->staged_head];
+		unsigned slot;
+		uint8_t *buf = daemon_tx_reserve(s->d, &slot);
+		memcpy(buf + WIRE_DATA_HEADER_LEN, p->data, p->len);
+		session_seal(s, s->current, buf, p->len, slot, now);
+		s->staged_head = (s->staged_head + 1) % SESSION_STAGED_MAX;
+		s->staged_count--;
+	}
+	if (s->staged_count == 0)
+		session_staged_drop(s, DROP_GAVE_UP); /* frees the ring; count is 0 */
+	daemon_flush(s->d);
+}
+
+/* The device has packets: read a bounded batch, seal each in place in the
+ * daemon's tx batch, then send the batch in one go. */
+static void session_on_device(uv_poll_t *h, int status, int events)
+{
+	struct session *s = h->data;
+	uint64_t now = now_ms();
+	unsigned budget = TRANSPORT_BATCH * 2;
+
+	if (status < 0)
+		return;
+	while (budget-- > 0) {
+		unsigned slot;
+		uint8_t *buf = daemon_tx_reserve(s->d, &slot);
+		ssize_t n = s->dev.ops->read(&s->dev, buf + WIRE_DATA_HEADER_LEN, s->max_packet);
+		if (n == -EAGAIN || n == -EINTR)
+			break;
+		if (n < 0) {
+			log_warnx("%s: device read: %s", s->name, strerror((int)-n));
+			break;
+		}
+		if (n == 0)
+			continue;
+		if (keypair_usable(s, s->current, now) && s->has_endpoint) {
+			session_seal(s, s->current, buf, (size_t)n, slot, now);
+			session_maybe_rekey_on_send(s, now);
+		} else if (!s->has_endpoint) {
+			s->st.drops[DROP_NO_ENDPOINT]++;
+		} else {
+			session_stage(s, buf + WIRE_DATA_HEADER_LEN, (size_t)n);
+			session_send_initiation(s, false);
+		}
+	}
+	daemon_flush(s->d);
+}
+
+/* ------------------------------------------------------------ data in */
+
+/* Length of the real packet inside a padded plaintext, or 0 if invalid. */
+static size_t session_inner_len(const struct session *s, const uint8_t *p, size_t len)
+{
+	size_t off = 0, iplen;
+
+	if (s->type == TUN_TYPE_TAP) {
+		if (len < ETH_HLEN_)
+			return 0;
+		uint16_t ethertype = (uint16_t)(p[12] << 8 | p[13]);
+		if (ethertype != 0x0800 && ethertype != 0x86dd)
+			return len; /* ARP etc.: trailing zeros are Ethernet padding */
+		off = ETH_HLEN_;
+		p += off;
+		len -= off;
+	}
+	if (len < 1)
+		return 0;
+	switch (p[0] >> 4) {
+	case 4:
+		if (len < 20)
+			return 0;
+		iplen = (size_t)(p[2] << 8 | p[3]);
+		if (iplen < 20 || iplen > len)
+			return 0;
+		return off + iplen;
+	case 6:
+		if (len < 40)
+			return 0;
+		iplen = 40 + (size_t)(p[4] << 8 | p[5]);
+		if (iplen > len)
+			return 0;
+		return off + iplen;
+	default:
+		return 0;
+	}
+}
+
+void session_consume_data(struct session *s, struct keypair *kp, uint8_t *msg, size_t len,
+			  const struct sockaddr *src, int sock)
+{
+	uint64_t now = now_ms();
+	uint64_t counter = wire_get_le64(msg + 8);
+	uint8_t *pt = msg + WIRE_DATA_HEADER_LEN;
+	size_t ctlen = len - WIRE_DATA_HEADER_LEN, ptlen = ctlen - NOISE_TAG_LEN;
+	char addr[UTIL_ADDRSTRLEN];
+
+	if (!kp->valid || now - kp->birth_ms >= s->tcfg.reject_after_ms) {
+		s->st.drops[DROP_KEY_EXPIRED]++;
+		return;
+	}
+	/* 1. authenticate */
+	if (noise_decrypt(pt, pt, ctlen, NULL, 0, counter, kp->keys.recv) < 0) {
+		s->st.drops[DROP_AUTH]++;
+		session_log_limited(s, &s->rl_auth, "data failed authentication", src);
+		return;
+	}
+	/* 2. then the counter: only an authentic one may move the window */
+	if (!replay_check(&kp->replay, counter)) {
+		s->st.drops[DROP_REPLAY]++;
+		return;
+	}
+	/* 3. key confirmation: the initiator used our responder key */
+	if (kp == s->next) {
+		if (s->previous != NULL)
+			keypair_clear(s, s->previous);
+		s->previous = s->current;
+		s->current = kp;
+		s->next = NULL;
+		timers_handshake_complete(&s->timers, now);
+		session_connected(s);
+		if (s->staged_count > 0)
+			session_staged_flush(s);
+	}
+	/* 4. endpoint and timers move only for authentic, fresh packets */
+	if (!util_sockaddr_equal(src, (struct sockaddr *)&s->endpoint)) {
+		log_info("%s: endpoint changed to %s", s->name, util_sockaddr_str(src, addr, sizeof(addr)));
+		memcpy(&s->endpoint, src, util_sockaddr_len(src));
+		s->has_endpoint = true;
+	}
+	s->sock = sock;
+	timers_any_received(&s->timers, now);
+	if (kp->initiator && kp == s->current &&
+	    now - kp->birth_ms >= s->tcfg.reject_after_ms - s->tcfg.keepalive_ms - s->tcfg.rekey_timeout_ms)
+		session_send_initiation(s, false);
+	if (ptlen == 0)
+		return; /* keepalive */
+
+	/* 5. the inner packet must be what the device expects */
+	size_t n = session_inner_len(s, pt, ptlen);
+	if (n == 0 || n > s->max_packet) {
+		s->st.drops[DROP_BAD_INNER]++;
+		session_log_limited(s, &s->rl_inner, "malformed packet inside the tunnel", src);
+		return;
+	}
+	timers_data_received(&s->timers, now);
+	ssize_t w = s->dev.ops->write(&s->dev, pt, n);
+	if (w < 0) {
+		s->st.drops[DROP_DEVICE]++;
+		return;
+	}
+	s->st.rx_packets++;
+	s->st.rx_bytes += n;
+}
+
+/* ------------------------------------------------------------ timers */
+
+void session_tick(struct session *s, uint64_t now)
+{
+	unsigned due = timers_poll(&s->timers, now, s->staged_count > 0);
+
+	if (due & TIMER_GIVE_UP) {
+		char addr[UTIL_ADDRSTRLEN];
+		log_info("%s: no answer from %s after %llu s of handshake attempts; giving up until there is traffic",
+			 s->name,
+			 s->has_endpoint ? util_sockaddr_str((struct sockaddr *)&s->endpoint, addr, sizeof(addr)) : "(none)",
+			 (unsigned long long)(s->tcfg.rekey_attempt_ms / 1000));
+		session_handshake_clear(s);
+		session_staged_drop(s, DROP_GAVE_UP);
+		/* A dial-out session forgets a roamed endpoint: back to the configured one. */
+		if (s->cs->has_endpoint && s->cs->endpoint.is_literal) {
+			memcpy(&s->endpoint, &s->cs->endpoint.addr, sizeof(s->endpoint));
+			s->sock = daemon_sock_for(s->d, (struct sockaddr *)&s->endpoint);
+		}
+	}
+	if (due & TIMER_SEND_INITIATION)
+		session_send_initiation(s, true);
+	if (due & TIMER_EXPIRE_KEYS) {
+		/* No handshake for REJECT_AFTER_TIME: the link is gone or idle. */
+		if (!keypair_usable(s, s->current, now))
+			session_disconnected(s, "keys expired");
+	}
+	if (due & TIMER_ZERO_KEYS) {
+		session_keys_clear(s);
+		session_disconnected(s, "keys zeroed");
+		log_debug("%s: all keys wiped after 540 s without a handshake", s->name);
+	}
+	if (due & TIMER_SEND_KEEPALIVE) {
+		if (keypair_usable(s, s->current, now))
+			session_send_keepalive(s);
+		else if (s->cs->keepalive != 0)
+			/* Persistent keepalive with no keys: keep trying to be
+			 * reachable (NAT), as WireGuard does. */
+			session_send_initiation(s, false);
+	}
+}

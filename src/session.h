@@ -1,3 +1,152 @@
+/*
+ * One peer: its device, handshake state, keys, endpoint, timers and
+ * counters.  Sessions are created from the config by the daemon and driven
+ * by it: packets in (from the network and from the device), timer ticks.
+ */
 #ifndef SALTUN_SESSION_H
 #define SALTUN_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "conf.h"
+#include "log.h"
+#include "noise.h"
+#include "replay.h"
+#include "timers.h"
+#include "tun.h"
+#include "wire.h"
+
+struct daemon;
+struct session;
+
+#define SESSION_STAGED_MAX 128   /* packets held while a handshake is in flight */
+
+/* Entry of the daemon's receiver-index table (intrusive: no allocation). */
+struct index_entry {
+	struct index_entry *next;
+	uint32_t index;             /* 0 = not in the table */
+	struct session *session;
+	struct keypair *keypair;    /* NULL: the session's handshake */
+};
+
+/* Transport keys of one completed handshake. */
+struct keypair {
+	struct noise_keys keys;
+	uint64_t send_counter;
+	struct replay replay;
+	struct index_entry entry;   /* our (local) index */
+	uint32_t remote_index;
+	uint64_t birth_ms;
+	bool initiator;             /* we sent the initiation: we rekey on time */
+	bool valid;
+};
+
+enum session_state { SESSION_WAITING = 0, SESSION_HANDSHAKING, SESSION_UP };
+
+/* Why packets were dropped: every drop is counted under its reason. */
+enum session_drop {
+	DROP_AUTH = 0,       /* data failed AEAD authentication */
+	DROP_REPLAY,         /* counter replayed or too old */
+	DROP_BAD_INNER,      /* decrypted packet not a valid IP packet / frame */
+	DROP_KEY_EXPIRED,    /* data on a key too old or exhausted */
+	DROP_QUEUE_FULL,     /* staging queue full while handshaking */
+	DROP_NO_ENDPOINT,    /* nothing to send to: peer never dialled in */
+	DROP_TOO_BIG,        /* packet larger than the MTU */
+	DROP_DEVICE,         /* write to the device failed */
+	DROP_SEND,           /* send to the network failed */
+	DROP_HANDSHAKE,      /* handshake message refused (auth, replay, params) */
+	DROP_GAVE_UP,        /* staged packets dropped after the handshake attempts ran out */
+	DROP__COUNT
+};
+const char *session_drop_name(enum session_drop d);
+
+struct session_stats {
+	uint64_t rx_bytes, rx_packets, tx_bytes, tx_packets;
+	uint64_t drops[DROP__COUNT];
+	uint64_t handshake_attempts, handshakes_completed, hook_failures, rekeys;
+};
+
+struct staged_packet {
+	uint16_t len;
+	uint8_t *data;
+};
+
+struct session {
+	struct daemon *d;
+	const struct conf_session *cs;
+	char name[CONF_NAME_MAX + 1];
+	enum tun_type type;
+	unsigned mtu;                   /* effective: configured or automatic */
+	size_t max_packet;              /* mtu, + 14 for a tap frame */
+
+	struct tun_dev dev;
+	uv_poll_t dev_poll;
+	bool dev_open, dev_polling;
+
+	/* Handshake in flight (either role) and what protects it. */
+	struct noise_handshake hs;
+	struct index_entry hs_entry;
+	uint8_t mac1_key[32];           /* peer's: for messages we send */
+	uint8_t cookie_key[32];         /* peer's: to open its cookie replies */
+	uint8_t last_mac1[WIRE_MAC_LEN];/* mac1 of our last handshake message */
+	uint8_t cookie[WIRE_COOKIE_LEN];
+	uint64_t cookie_birth_ms;       /* 0 = none */
+	uint8_t last_timestamp[WIRE_TAI64N_LEN]; /* greatest initiation timestamp seen */
+	uint64_t last_initiation_consumed_ms;
+
+	/* Keys: current sends and receives; previous still receives; next is a
+	 * responder's key awaiting confirmation by the initiator's first data. */
+	struct keypair kp[3];
+	struct keypair *current, *previous, *next;
+
+	/* Where the peer is: from the config, then the latest authenticated packet. */
+	struct sockaddr_storage endpoint;
+	bool has_endpoint;
+	int sock;                       /* index of the daemon socket to send from */
+
+	struct timer_config tcfg;
+	struct timers timers;
+
+	struct staged_packet *staged;   /* ring, allocated while a handshake is needed */
+	uint8_t *staged_mem;
+	unsigned staged_head, staged_count;
+
+	bool connected;                 /* connect hook ran, disconnect not yet */
+	bool stopping;
+	unsigned hooks_running;
+	struct session_stats st;
+	struct ratelimit rl_auth, rl_hs, rl_inner;
+};
+
+/* Set up from the config (no I/O yet).  0 or -errno. */
+int session_init(struct session *s, struct daemon *d, const struct conf_session *cs);
+/* Create the device, run the up hook, start polling, dial if we have an endpoint. */
+int session_start(struct session *s);
+/* Stop: disconnect + down hooks (synchronously), device closed, keys wiped. */
+void session_stop(struct session *s);
+/* Free what session_init allocated; wipe secrets. */
+void session_free(struct session *s);
+
+enum session_state session_state(const struct session *s);
+
+/* Packets from the network, after the daemon routed them (by index or by
+ * the initiator's static key).  `src` is the sender's address and `sock`
+ * the daemon socket it came in on. */
+void session_consume_response(struct session *s, uint8_t *msg, size_t len,
+			      const struct sockaddr *src, int sock);
+void session_consume_cookie(struct session *s, const uint8_t *msg, size_t len);
+void session_consume_data(struct session *s, struct keypair *kp, uint8_t *msg, size_t len,
+			  const struct sockaddr *src, int sock);
+/* The responder's half: `hs` has consumed message 1 and names this session's
+ * peer; `payload` is the decrypted initiation payload. */
+void session_consume_initiation(struct session *s, struct noise_handshake *hs,
+				uint32_t sender_index, const uint8_t *payload,
+				const struct sockaddr *src, int sock);
+
+/* Timer tick: do what is due. */
+void session_tick(struct session *s, uint64_t now);
+
 #endif

@@ -21,7 +21,6 @@
 #include <stdint.h>
 
 #define REKEY_AFTER_MESSAGES (UINT64_C(1) << 60)
-#define REJECT_AFTER_MESSAGES (UINT64_MAX - 8192)
 
 struct timer_config {
 	uint64_t rekey_after_ms;        /* 120000 */
@@ -46,19 +45,21 @@ enum timer_action {
 
 struct timers {
 	const struct timer_config *cfg;
-	uint64_t now_ms;
-	/* every field 0 = never */
-	uint64_t last_data_sent;        /* data (not keepalive) sent */
+	/* times of events; 0 = never */
+	uint64_t last_data_sent;
 	uint64_t last_data_received;
-	uint64_t last_any_sent;         /* any authenticated packet, keepalives included */
-	uint64_t last_any_received;
-	uint64_t handshake_attempts_start; /* first initiation of the current series; 0 = none */
-	uint64_t next_retransmit;       /* when to retry the initiation (0 = not waiting) */
+	uint64_t last_any_sent;            /* any packet to the peer, keepalives included */
+	uint64_t last_any_received;        /* any authenticated packet */
+	uint64_t last_initiation_sent;
 	uint64_t last_handshake_complete;
-	uint64_t keys_birth;            /* when the current keys were made (0 = none) */
-	bool want_keepalive;            /* data received, nothing sent since */
-	bool want_handshake;            /* data sent, nothing received since (for 15 s) */
-	bool keys_zeroed;
+	uint64_t handshake_attempts_start; /* first initiation of the current series */
+	uint64_t keys_birth;               /* current keys made */
+	/* deadlines; 0 = not armed */
+	uint64_t next_retransmit;
+	uint64_t new_handshake_deadline;
+	uint64_t keepalive_deadline;
+	uint64_t zero_deadline;
+	bool keys_expired_reported;
 };
 
 void timers_init(struct timers *t, const struct timer_config *cfg);
@@ -74,8 +75,11 @@ void timers_handshake_complete(struct timers *t, uint64_t now);
 /* New keys installed (either role). */
 void timers_keys_created(struct timers *t, uint64_t now);
 
-/* What is due at `now` (a mask of enum timer_action); clears the
- * conditions it reports.  `have_staged` says packets wait for a handshake. */
+/* What is due at `now` (a mask of enum timer_action); disarms what it
+ * reports.  `have_staged` says packets wait for a handshake. */
 unsigned timers_poll(struct timers *t, uint64_t now, bool have_staged);
+
+/* Earliest armed deadline (UINT64_MAX when none): when to poll next. */
+uint64_t timers_next_deadline(const struct timers *t);
 
 #endif
