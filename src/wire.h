@@ -22,6 +22,7 @@
 #define WIRE_PROTOCOL_VERSION 1
 
 enum wire_type {
+	WIRE_INVALID = 0,        /* wire_classify: drop it */
 	WIRE_INITIATION = 1,
 	WIRE_RESPONSE = 2,
 	WIRE_COOKIE_REPLY = 3,
@@ -119,9 +120,12 @@ static inline uint64_t wire_get_le64(const uint8_t *p)
 
 /*
  * Classify a received datagram/frame: returns its type when the header is
- * well-formed (reserved bytes zero) and the length is exact for handshake
- * messages (>= WIRE_DATA_MIN_LEN and (len - 16) % 16 == 0 is NOT required
- * for data: padding is capped at the MTU), or 0 when it must be dropped.
+ * well-formed (type 1..4, reserved bytes zero) and the length fits the type,
+ * or WIRE_INVALID (0) when it must be dropped.  Handshake messages must have
+ * their exact length (WIRE_INITIATION_LEN, WIRE_RESPONSE_LEN,
+ * WIRE_COOKIE_REPLY_LEN); data needs WIRE_DATA_MIN_LEN <= len <=
+ * WIRE_MAX_MESSAGE but not a multiple of WIRE_PADDING, because padding is
+ * capped at the MTU.
  */
 enum wire_type wire_classify(const uint8_t *msg, size_t len);
 
@@ -144,6 +148,9 @@ bool wire_tai64n_after(const uint8_t a[WIRE_TAI64N_LEN], const uint8_t b[WIRE_TA
  */
 void wire_mac1_key(uint8_t key[32], const uint8_t remote_static_pub[32]);
 void wire_cookie_key(uint8_t key[32], const uint8_t remote_static_pub[32]);
+/* Precondition for wire_macs_add: len >= 2 * WIRE_MAC_LEN (asserted; a
+ * shorter message is left untouched).  The predicates return false for a
+ * shorter message.  Comparisons are constant-time. */
 void wire_macs_add(uint8_t *msg, size_t len, const uint8_t mac1_key[32],
 		   const uint8_t *cookie /* NULL = no cookie */);
 bool wire_mac1_valid(const uint8_t *msg, size_t len, const uint8_t mac1_key[32]) MUST_CHECK;
@@ -151,31 +158,40 @@ bool wire_mac2_valid(const uint8_t *msg, size_t len, const uint8_t cookie[WIRE_C
 
 /*
  * Cookies (responder under load).  The responder keeps a random secret that
- * changes every 120 s; the cookie for a source is
- * BLAKE2b-128(secret, source address bytes || port).
+ * is replaced once it is older than WIRE_COOKIE_SECRET_MAX_AGE_MS (or the
+ * clock went backwards); the cookie for a source is
+ * BLAKE2b-128(key = secret, source address bytes || port).
  */
+#define WIRE_COOKIE_SECRET_MAX_AGE_MS 120000
 struct wire_cookie_checker {
 	uint8_t secret[32];
 	uint64_t secret_birth_ms;
 	uint8_t mac1_key[32];     /* our own mac1 key */
 	uint8_t cookie_key[32];   /* our own cookie-encryption key */
 };
+/* Random secret, and our own mac1/cookie keys derived from our_public.
+ * libsodium must be initialised. */
 void wire_cookie_checker_init(struct wire_cookie_checker *cc, const uint8_t our_public[32]);
+/* Wipe the secret and keys. */
+void wire_cookie_checker_clear(struct wire_cookie_checker *cc);
 /* Compute the cookie for `src` (opaque address bytes) at time now_ms. */
 void wire_cookie_make(struct wire_cookie_checker *cc, uint8_t cookie[WIRE_COOKIE_LEN],
 		      const uint8_t *src, size_t src_len, uint64_t now_ms);
 /* Build a cookie reply to `msg` (an initiation or response whose sender
- * index is `receiver`), for source `src`. */
+ * index is `receiver`), for source `src`: random nonce, the cookie encrypted
+ * under our cookie key with msg's mac1 as associated data.  Precondition:
+ * len >= 2 * WIRE_MAC_LEN (else the reply is all zeros). */
 void wire_cookie_reply_create(struct wire_cookie_checker *cc, struct wire_cookie_reply *out,
 			      uint32_t receiver, const uint8_t *msg, size_t len,
 			      const uint8_t *src, size_t src_len, uint64_t now_ms);
 /* Initiator side: decrypt a cookie reply using the peer's cookie key and the
- * mac1 we last sent.  0, or -EBADMSG. */
+ * mac1 we last sent.  0, or -EBADMSG (cookie wiped). */
 int wire_cookie_reply_consume(uint8_t cookie[WIRE_COOKIE_LEN], const struct wire_cookie_reply *r,
 			      const uint8_t cookie_key[32], const uint8_t last_mac1[WIRE_MAC_LEN]) MUST_CHECK;
 
 /* Padded plaintext length for a packet of `len` bytes: rounded up to 16,
- * but never above `cap` (the MTU, plus 14 for a tap frame). */
+ * but not above `cap` (the MTU, plus 14 for a tap frame); a packet already
+ * longer than `cap` is returned unpadded, never truncated. */
 static inline size_t wire_padded_len(size_t len, size_t cap)
 {
 	size_t p = (len + WIRE_PADDING - 1) & ~(size_t)(WIRE_PADDING - 1);
