@@ -53,6 +53,14 @@ struct noise_handshake {
 	uint8_t re[NOISE_PUBLIC_LEN];       /* remote ephemeral */
 	uint8_t psk[NOISE_KEY_LEN];
 	bool fixed_ephemeral;               /* tests: e_priv given, not generated */
+	/* The CipherState (spec 5.1): k is usable once has_key; n counts its
+	 * uses and restarts at 0 on every MixKey(). */
+	bool has_key;
+	uint8_t k[NOISE_KEY_LEN];
+	uint64_t n;
+	/* Initiator: DH(s, rs), computed (and rs checked) when the handshake
+	 * starts, or supplied by noise_handshake_init_precomputed(). */
+	uint8_t ss[NOISE_KEY_LEN];
 };
 
 /* Transport keys after Split(): initiator sends with k1, responder with k2. */
@@ -64,23 +72,45 @@ struct noise_keys {
 /*
  * Start a handshake.  `rs` is the responder's static public key (initiator
  * only; NULL for a responder).  `psk` NULL means all zeros (psk2) and is
- * ignored when !psk2.  Returns 0, or -EINVAL when a key is low-order.
+ * ignored when !psk2.  Returns 0, or -EINVAL when a key is low-order (or
+ * the role/rs combination is wrong).
+ *
+ * Every function below that fails wipes the whole handshake (state back to
+ * NOISE_HS_EMPTY, no role), and a low-order key is refused before any byte
+ * of the caller's output buffer is written.  Calls out of order or for the
+ * wrong role return -EINVAL.
  */
 int noise_handshake_init(struct noise_handshake *hs, enum noise_role role, bool psk2,
 			 const uint8_t *prologue, size_t prologue_len,
 			 const uint8_t s_priv[NOISE_KEY_LEN], const uint8_t *rs,
 			 const uint8_t *psk) MUST_CHECK;
-/* Tests only: use this ephemeral private key instead of a random one. */
+/*
+ * noise_handshake_init() for a caller that keeps, across handshakes, what
+ * never changes: its static public key `s_pub` (= X25519 base * s_priv) and,
+ * initiator only, `ss` = noise_dh(s_priv, rs) (NULL for a responder, or to
+ * have it computed here).  X25519 dominates the cost of a handshake; this
+ * saves one or two of the five to seven multiplications a side does.  The
+ * values are trusted: wrong ones make the peer reject message 1.
+ */
+int noise_handshake_init_precomputed(struct noise_handshake *hs, enum noise_role role,
+				     bool psk2, const uint8_t *prologue, size_t prologue_len,
+				     const uint8_t s_priv[NOISE_KEY_LEN],
+				     const uint8_t s_pub[NOISE_PUBLIC_LEN], const uint8_t *rs,
+				     const uint8_t *ss, const uint8_t *psk) MUST_CHECK;
+/* Tests only: use this ephemeral private key instead of a random one.
+ * Call after init (which clears it), before the message that sends e. */
 void noise_handshake_set_ephemeral(struct noise_handshake *hs, const uint8_t e_priv[NOISE_KEY_LEN]);
 
 /* Initiator: write message 1 (out: NOISE_MSG1_OVERHEAD + payload_len).
- * Returns 0 or -errno (-EINVAL on a low-order key: nothing to send). */
+ * Returns 0 or -errno (-EINVAL on a low-order key: nothing to send;
+ * -EMSGSIZE for a payload beyond what the AEAD takes). */
 int noise_write_msg1(struct noise_handshake *hs, uint8_t *out,
 		     const uint8_t *payload, size_t payload_len) MUST_CHECK;
 /* Responder: read message 1; the initiator's static key is then in hs->rs
  * and the caller decides whether it knows that peer (and sets hs->psk with
  * noise_handshake_set_psk() before writing message 2).  payload_out gets
- * len - NOISE_MSG1_OVERHEAD bytes.  -EBADMSG on authentication failure,
+ * len - NOISE_MSG1_OVERHEAD bytes (it may be msg + NOISE_MSG1_OVERHEAD -
+ * NOISE_TAG_LEN: decrypt in place).  -EBADMSG on authentication failure,
  * -EINVAL on low-order keys or a short message; the handshake is then wiped. */
 int noise_read_msg1(struct noise_handshake *hs, uint8_t *payload_out,
 		    const uint8_t *msg, size_t len) MUST_CHECK;
@@ -88,7 +118,8 @@ void noise_handshake_set_psk(struct noise_handshake *hs, const uint8_t *psk);
 /* Responder: write message 2 (out: NOISE_MSG2_OVERHEAD + payload_len). */
 int noise_write_msg2(struct noise_handshake *hs, uint8_t *out,
 		     const uint8_t *payload, size_t payload_len) MUST_CHECK;
-/* Initiator: read message 2. */
+/* Initiator: read message 2 (payload_out: len - NOISE_MSG2_OVERHEAD bytes).
+ * Same errors as noise_read_msg1(). */
 int noise_read_msg2(struct noise_handshake *hs, uint8_t *payload_out,
 		    const uint8_t *msg, size_t len) MUST_CHECK;
 /* After message 2 (state DONE): derive transport keys for our role, then
