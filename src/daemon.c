@@ -33,16 +33,14 @@
 
 static uint32_t index_hash(uint32_t idx) { return idx * 2654435761u; }
 
-void daemon_index_add(struct daemon *d, struct index_entry *e, struct session *s, struct keypair *kp)
+void daemon_index_add(struct daemon *d, struct index_entry *e, struct session *s, struct keypair *kp,
+		      uint32_t idx)
 {
-	uint32_t idx;
-
 	if (e->index != 0)
 		daemon_index_del(d, e);
 	/* Random, non-zero, unique: indices are not guessable from outside. */
-	do
+	while (idx == 0 || daemon_index_find(d, idx) != NULL)
 		idx = randombytes_random();
-	while (idx == 0 || daemon_index_find(d, idx) != NULL);
 	e->index = idx;
 	e->session = s;
 	e->keypair = kp;

@@ -65,9 +65,11 @@ struct daemon {
  * Returns the process exit status (0 clean stop, 1 error). */
 int daemon_run(const struct daemon_options *o);
 
-/* Receiver-index table. */
+/* Receiver-index table.  `index` 0 picks a new random one; a given index
+ * is kept when it is free (a keypair inherits its handshake's index, which
+ * the peer already uses to address us). */
 void daemon_index_add(struct daemon *d, struct index_entry *e, struct session *s,
-		      struct keypair *kp);
+		      struct keypair *kp, uint32_t index);
 void daemon_index_del(struct daemon *d, struct index_entry *e);
 struct index_entry *daemon_index_find(struct daemon *d, uint32_t index);
 

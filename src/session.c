@@ -179,6 +179,11 @@ int session_start(struct session *s)
 {
 	int rc;
 
+	if (s->cs->transport == CONF_TRANSPORT_TCP) {
+		log_warnx("%s: transport = tcp is not supported yet by this version; session not started",
+			  s->name);
+		return -EPROTONOSUPPORT;
+	}
 	rc = tun_open(&s->dev, &tun_ops_platform, s->type, s->cs->device);
 	if (rc < 0) {
 		log_warnx("%s: cannot create %s device '%s': %s", s->name,
@@ -336,7 +341,7 @@ static void session_send_initiation(struct session *s, bool retry)
 		log_warnx("%s: handshake aborted: low-order key", s->name);
 		return;
 	}
-	daemon_index_add(s->d, &s->hs_entry, s, NULL);
+	daemon_index_add(s->d, &s->hs_entry, s, NULL, 0);
 	wire_put_le32(m.sender, s->hs_entry.index);
 	session_add_macs(s, (uint8_t *)&m, sizeof(m));
 
@@ -476,7 +481,7 @@ void session_consume_initiation(struct session *s, struct noise_handshake *hs,
 	}
 	struct keypair *kp = session_keys_install(s, &keys, sender_index, false, now);
 	sodium_memzero(&keys, sizeof(keys));
-	daemon_index_add(s->d, &kp->entry, s, kp);
+	daemon_index_add(s->d, &kp->entry, s, kp, 0);
 	wire_put_le32(m.sender, kp->entry.index);
 	wire_put_le32(m.receiver, sender_index);
 
@@ -523,10 +528,12 @@ void session_consume_response(struct session *s, uint8_t *msg, size_t len,
 				    "handshake response failed authentication (wrong preshared_key?)", src);
 		return;
 	}
+	/* The responder addresses our data with the index of our initiation. */
+	uint32_t our_index = s->hs_entry.index;
 	session_handshake_clear(s);
 	struct keypair *kp = session_keys_install(s, &keys, wire_get_le32(m->sender), true, now);
 	sodium_memzero(&keys, sizeof(keys));
-	daemon_index_add(s->d, &kp->entry, s, kp);
+	daemon_index_add(s->d, &kp->entry, s, kp, our_index);
 
 	if (!util_sockaddr_equal(src, (struct sockaddr *)&s->endpoint)) {
 		log_info("%s: endpoint changed to %s", s->name, util_sockaddr_str(src, addr, sizeof(addr)));
