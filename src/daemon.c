@@ -18,6 +18,9 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "daemon.h"
 #include "key.h"
@@ -497,7 +500,14 @@ int daemon_run(const struct daemon_options *o)
 
 	log_info("saltun %s running: %u session%s", PACKAGE_VERSION, d->nsessions,
 		 d->nsessions == 1 ? "" : "s");
+#ifdef HAVE_SYSTEMD
+	/* Type=notify: ready once every device exists and the sockets listen. */
+	sd_notify(0, "READY=1");
+#endif
 	uv_run(&d->loop, UV_RUN_DEFAULT);
+#ifdef HAVE_SYSTEMD
+	sd_notify(0, "STOPPING=1");
+#endif
 	status = 0;
 out:
 	daemon_shutdown(d);
