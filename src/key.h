@@ -30,13 +30,20 @@ int key_public_from_private(uint8_t pub[KEY_LEN], const uint8_t priv[KEY_LEN]) M
 
 /*
  * Load a key given in config either inline (base64) or as a path to a file
- * holding base64.  Returns 0, or -errno with a human reason in `why`
- * ("cannot open /x: Permission denied", "not a base64 32-byte key").
- * *group_other_readable is set when the file's mode lets group or other
- * read it (the caller warns).  A value that contains '/' or starts with '.'
- * is a path; anything else is inline base64.
+ * holding base64.  A value starting with '/' or '.' is a path; so is any
+ * other value containing a '/', unless it looks like base64 (40 or more
+ * characters of A-Z a-z 0-9 + / =: base64 itself contains '/', and a
+ * truncated key must read as a bad key, not a missing file).  Everything
+ * else is inline base64 (key_value_is_path).  Returns 0, or
+ * -errno with a human reason in `why` that does not repeat the path and
+ * never quotes key material ("cannot open: Permission denied", "expected
+ * 32-byte base64 key (44 characters)"); *out is wiped on failure.
+ * *group_other_readable (may be NULL) is set when the file's mode lets
+ * group or other read it (the caller warns); false for inline keys.
  */
 int key_load(uint8_t out[KEY_LEN], const char *value, bool *group_other_readable,
 	     char *why, size_t whylen) MUST_CHECK;
+/* True when key_load would treat `value` as a file name. */
+bool key_value_is_path(const char *value);
 
 #endif
