@@ -54,16 +54,27 @@ bool hook_template_valid(const char *tmpl, char *bad, size_t badlen);
 int hook_build_env(char **envp, char *storage, size_t storage_len,
 		   enum hook_event ev, const struct hook_vars *v);
 
-/* Called when the hook ended: exit status (or -signal), or -ETIMEDOUT if
- * killed at the time limit, or -errno if it could not be spawned. */
+/* Called once when the hook ended and all its handles are closed: exit
+ * status (0..255), or -signal if a signal killed it, or -ETIMEDOUT if it was
+ * killed at the time limit.  hook_run_sync also returns -errno when it could
+ * not start the hook; -signal and -errno share a range, so callers treat any
+ * non-zero value as failure (the log line already says which). */
 typedef void (*hook_done_cb)(void *arg, enum hook_event ev, int status);
 
 /*
  * Start `tmpl` for event `ev`.  Returns 0, or -errno if it could not be
- * started (then `done` is NOT called: libuv's rule).  The hook object is
+ * started (then `done` is NOT called: libuv's rule; memory is still released
+ * by close callbacks, so the loop must run once more).  The hook object is
  * heap-allocated and freed after its handles close.  timeout_ms = 0 means
- * the default 30 s.  `log_prefix` (the session name) prefixes every logged
- * line of its output.
+ * the default 30 s.  v->session prefixes every logged line of its output
+ * ("office: up hook: LINE"); lines are cut at 400 characters, control
+ * characters shown as '?', at most 64 KiB logged per hook.  Nothing in `v`
+ * or `tmpl` is referenced after the call returns.
+ *
+ * The hook runs in its own process group, and the time limit signals the
+ * whole group.  A background process it leaves behind is not waited for:
+ * the hook is done 0.5 s after the shell exits even if that process still
+ * holds the output pipe (it should redirect its output).
  */
 int hook_run(uv_loop_t *loop, enum hook_event ev, const char *tmpl,
 	     const struct hook_vars *v, unsigned timeout_ms,

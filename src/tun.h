@@ -30,20 +30,33 @@ struct tun_ops {
 	/* Create the device: `name` may be a pattern like "tap%d" or "" (kernel
 	 * picks).  Sets dev->fd and dev->name.  0 or -errno. */
 	int (*open)(struct tun_dev *dev, enum tun_type type, const char *name);
-	/* MTU, link up, bridge: 0 or -errno (bridge "" = none). */
+	/* MTU, link up, bridge: 0 or -errno (bridge "" or NULL = none).  A
+	 * bridge must already exist (-ENODEV otherwise) and takes only taps. */
 	int (*set_mtu)(struct tun_dev *dev, unsigned mtu);
 	int (*set_up)(struct tun_dev *dev, bool up);
 	int (*set_bridge)(struct tun_dev *dev, const char *bridge);
 	/* One packet; bytes, or -errno (-EAGAIN when none). */
 	ssize_t (*read)(struct tun_dev *dev, void *buf, size_t len);
 	ssize_t (*write)(struct tun_dev *dev, const void *buf, size_t len);
-	/* Close and remove the device. */
+	/* Close and remove the device (it is never made persistent); safe to
+	 * call again, dev->fd is -1 afterwards. */
 	void (*close)(struct tun_dev *dev);
 };
 
+/* Failures of open/set_* are logged by the backend, which knows the device
+ * and bridge names; callers need not log them again. */
+
 /* The platform's backend. */
 extern const struct tun_ops tun_ops_platform;
-/* A backend over an existing descriptor (socketpair, pipe): tests. */
+/*
+ * A backend over an existing packet-preserving descriptor (SOCK_SEQPACKET
+ * or SOCK_DGRAM socketpair): tests, and anything without root.  The caller
+ * puts the fd in dev->fd BEFORE open (tun_open_fd below does that; tun_open
+ * cannot, it resets dev->fd); open only checks it, makes it non-blocking and
+ * close-on-exec, and takes ownership.  dev->name is kept (an empty one takes
+ * `name`).  set_mtu only records dev->mtu; set_up and set_bridge do nothing
+ * and return 0, since there is no interface behind the fd.
+ */
 extern const struct tun_ops tun_ops_fd;
 
 /* Convenience wrappers. */
@@ -56,6 +69,17 @@ static inline int tun_open(struct tun_dev *dev, const struct tun_ops *ops, enum 
 	dev->name[0] = '\0';
 	dev->mtu = 0;
 	return ops->open(dev, type, name);
+}
+
+/* The fd backend over `fd` (ownership passes to dev on success). */
+static inline int tun_open_fd(struct tun_dev *dev, int fd, enum tun_type type, const char *name)
+{
+	dev->ops = &tun_ops_fd;
+	dev->fd = fd;
+	dev->type = type;
+	dev->name[0] = '\0';
+	dev->mtu = 0;
+	return tun_ops_fd.open(dev, type, name);
 }
 
 #endif
