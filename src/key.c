@@ -106,9 +106,18 @@ static bool key_looks_like_base64(const char *value)
 
 bool key_value_is_path(const char *value)
 {
-	/* '/' is a base64 character: half of all keys contain one.  So a
-	 * value that starts like a path ('/', '.') is a path; any other is a
-	 * path only if it holds a '/' and cannot be meant as base64. */
+	uint8_t probe[KEY_LEN];
+	bool is_key;
+
+	/* '/' is a base64 character: half of all keys contain one, and one in
+	 * 64 starts with it.  So a value that decodes as a whole 32-byte key
+	 * is a key; otherwise one that starts like a path ('/', '.') is a
+	 * path; any other is a path only if it holds a '/' and cannot be
+	 * meant as base64. */
+	is_key = key_from_base64(probe, value);
+	sodium_memzero(probe, sizeof(probe));
+	if (is_key)
+		return false;
 	if (value[0] == '/' || value[0] == '.')
 		return true;
 	return strchr(value, '/') != NULL && !key_looks_like_base64(value);

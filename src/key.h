@@ -34,7 +34,8 @@ int key_public_from_private(uint8_t pub[KEY_LEN], const uint8_t priv[KEY_LEN]) M
  * other value containing a '/', unless it looks like base64 (40 or more
  * characters of A-Z a-z 0-9 + / =: base64 itself contains '/', and a
  * truncated key must read as a bad key, not a missing file).  Everything
- * else is inline base64 (key_value_is_path).  Returns 0, or
+ * else is inline base64, and so is any value that decodes as a whole
+ * 32-byte key, even one starting with '/' (key_value_is_path).  Returns 0, or
  * -errno with a human reason in `why` that does not repeat the path and
  * never quotes key material ("cannot open: Permission denied", "expected
  * 32-byte base64 key (44 characters)"); *out is wiped on failure.

@@ -200,6 +200,9 @@ Test(key, value_is_path)
 		/* A truncated paste with a '/' is a bad key, not a file name. */
 		{ "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTm==", false },
 		{ "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo", false },
+		/* One key in 64 starts with '/': a whole key is a key, not a path. */
+		{ "/p7bfXt9wbTTW2HC7OQ1Nz+DQ8hbeGdNrfx+FG+IK08=", false },
+		{ "/etc/saltun/keys/a-very-long-file-name.key", true },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
