@@ -22,6 +22,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "control.h"
 #include "daemon.h"
 #include "key.h"
 #include "log.h"
@@ -101,6 +102,12 @@ uint8_t *daemon_tx_reserve(struct daemon *d, unsigned *slot)
 
 void daemon_tx_commit(struct daemon *d, unsigned slot, struct session *s, size_t len)
 {
+	/* Over TCP the message is framed into the connection's queue; the slot
+	 * stays free for the next message. */
+	if (tcp_session_active(s)) {
+		tcp_session_send(s, udp_batch_slot(&d->tx, slot), len);
+		return;
+	}
 	if (s->sock < 0) {
 		s->st.drops[DROP_SEND]++;
 		return;
@@ -145,7 +152,7 @@ static void daemon_log_limited(struct daemon *d, struct ratelimit *rl, const str
  * to its source address); otherwise we answer with a cookie reply and do no
  * DH.  Returns true when the message may proceed. */
 static bool daemon_check_load(struct daemon *d, uint8_t *msg, size_t len, uint32_t sender,
-			      const struct sockaddr *src, int sock)
+			      const struct sockaddr *src, int sock, struct tcp_conn *conn)
 {
 	uint8_t cookie[WIRE_COOKIE_LEN];
 	struct wire_cookie_reply reply;
@@ -170,6 +177,11 @@ static bool daemon_check_load(struct daemon *d, uint8_t *msg, size_t len, uint32
 	if (wire_mac2_valid(msg, len, cookie))
 		return true;
 	wire_cookie_reply_create(&d->cookies, &reply, sender, msg, len, srcbytes, srclen, now);
+	d->st.cookie_sent++;
+	if (conn != NULL) {
+		(void)tcp_conn_send(conn, (const uint8_t *)&reply, sizeof(reply), true);
+		return false;
+	}
 	unsigned slot;
 	uint8_t *buf = daemon_tx_reserve(d, &slot);
 	memcpy(buf, &reply, sizeof(reply));
@@ -177,7 +189,6 @@ static bool daemon_check_load(struct daemon *d, uint8_t *msg, size_t len, uint32
 	memcpy(&d->tx.addr[slot], src, util_sockaddr_len(src));
 	d->tx.sock[slot] = sock;
 	d->tx.count = slot + 1;
-	d->st.cookie_sent++;
 	return false;
 }
 
@@ -189,23 +200,24 @@ static struct session *daemon_session_by_key(struct daemon *d, const uint8_t pub
 	return NULL;
 }
 
-static void daemon_consume_initiation(struct daemon *d, uint8_t *msg, size_t len,
-				      const struct sockaddr *src, int sock)
+static bool daemon_consume_initiation(struct daemon *d, uint8_t *msg, size_t len,
+				      const struct sockaddr *src, int sock, struct tcp_conn *conn)
 {
 	const struct wire_initiation *m = (const void *)msg;
 	struct noise_handshake hs;
 	uint8_t payload[WIRE_INIT_PAYLOAD_LEN];
 	struct session *s;
+	bool ok = false;
 	int rc;
 
 	/* mac1 first: anything not meant for our key costs one hash, no reply. */
 	if (!wire_mac1_valid(msg, len, d->mac1_key)) {
 		d->st.bad_mac1++;
 		daemon_log_limited(d, &d->rl_mac1, src, "mac1 invalid (peer has a wrong public key for us?)");
-		return;
+		return false;
 	}
-	if (!daemon_check_load(d, msg, len, wire_get_le32(m->sender), src, sock))
-		return;
+	if (!daemon_check_load(d, msg, len, wire_get_le32(m->sender), src, sock, conn))
+		return true; /* answered with a cookie: the peer retries with mac2 */
 	rc = noise_handshake_init(&hs, NOISE_RESPONDER, true, (const uint8_t *)WIRE_PROLOGUE,
 				  strlen(WIRE_PROLOGUE), d->static_priv, NULL, NULL);
 	if (rc == 0)
@@ -225,54 +237,77 @@ static void daemon_consume_initiation(struct daemon *d, uint8_t *msg, size_t len
 		daemon_log_limited(d, &d->rl_unknown, src, what);
 		goto out;
 	}
-	session_consume_initiation(s, &hs, wire_get_le32(m->sender), payload, src, sock);
+	if (!tcp_conn_may_carry(conn, s, WIRE_INITIATION)) {
+		d->tcp.st.wrong_transport++;
+		s->st.drops[DROP_HANDSHAKE]++;
+		daemon_log_limited(d, &d->rl_auth, src, conn == NULL
+				   ? "initiation over UDP for a transport = tcp session"
+				   : "initiation on a TCP connection of another session");
+		goto out;
+	}
+	session_consume_initiation(s, &hs, wire_get_le32(m->sender), payload, src, sock, conn);
+	ok = tcp_conn_verified(conn);
 out:
 	noise_handshake_clear(&hs);
 	sodium_memzero(payload, sizeof(payload));
+	return ok;
 }
 
-static void daemon_consume(struct daemon *d, uint8_t *msg, size_t len, const struct sockaddr *src,
-			   int sock)
+bool daemon_consume(struct daemon *d, uint8_t *msg, size_t len, const struct sockaddr *src,
+		    int sock, struct tcp_conn *conn)
 {
 	struct index_entry *e;
+	int type = wire_classify(msg, len);
 
-	switch (wire_classify(msg, len)) {
+	switch (type) {
 	case WIRE_DATA:
 		e = daemon_index_find(d, wire_get_le32(msg + 4));
 		if (e == NULL || e->keypair == NULL) {
 			d->st.unknown_index++;
-			return;
+			return conn == NULL || tcp_conn_may_carry(conn, NULL, WIRE_DATA);
 		}
-		session_consume_data(e->session, e->keypair, msg, len, src, sock);
-		return;
+		if (!tcp_conn_may_carry(conn, e->session, type)) {
+			d->tcp.st.wrong_transport++;
+			return false;
+		}
+		session_consume_data(e->session, e->keypair, msg, len, src, sock, conn);
+		return tcp_conn_verified(conn);
 	case WIRE_INITIATION:
-		daemon_consume_initiation(d, msg, len, src, sock);
-		return;
+		return daemon_consume_initiation(d, msg, len, src, sock, conn);
 	case WIRE_RESPONSE:
 		if (!wire_mac1_valid(msg, len, d->mac1_key)) {
 			d->st.bad_mac1++;
-			return;
+			return false;
 		}
 		e = daemon_index_find(d, wire_get_le32(msg + 8));
 		if (e == NULL || e->keypair != NULL) {
 			d->st.unknown_index++;
-			return;
+			return false;
 		}
-		if (!daemon_check_load(d, msg, len, wire_get_le32(msg + 4), src, sock))
-			return;
-		session_consume_response(e->session, msg, len, src, sock);
-		return;
+		if (!tcp_conn_may_carry(conn, e->session, type)) {
+			d->tcp.st.wrong_transport++;
+			return false;
+		}
+		if (!daemon_check_load(d, msg, len, wire_get_le32(msg + 4), src, sock, conn))
+			return true;
+		session_consume_response(e->session, msg, len, src, sock, conn);
+		return tcp_conn_verified(conn);
 	case WIRE_COOKIE_REPLY:
 		e = daemon_index_find(d, wire_get_le32(msg + 4));
 		if (e == NULL || e->keypair != NULL) {
 			d->st.unknown_index++;
-			return;
+			return false;
 		}
+		if (!tcp_conn_may_carry(conn, e->session, type)) {
+			d->tcp.st.wrong_transport++;
+			return false;
+		}
+		/* Authenticated inside (AEAD); a bad one is ignored, as over UDP. */
 		session_consume_cookie(e->session, msg, len);
-		return;
+		return true;
 	default:
 		d->st.bad_header++;
-		return;
+		return false;
 	}
 }
 
@@ -289,8 +324,8 @@ static void daemon_on_udp(uv_poll_t *h, int status, int events)
 		if (n <= 0)
 			break;
 		for (int i = 0; i < n; i++)
-			daemon_consume(d, udp_batch_slot(&d->rx, (unsigned)i), d->rx.msgs[i].msg_len,
-				       (struct sockaddr *)&d->rx.addr[i], sock);
+			(void)daemon_consume(d, udp_batch_slot(&d->rx, (unsigned)i), d->rx.msgs[i].msg_len,
+					     (struct sockaddr *)&d->rx.addr[i], sock, NULL);
 		if (n < TRANSPORT_BATCH)
 			break;
 	}
@@ -390,10 +425,14 @@ static void daemon_close_walk(uv_handle_t *h, void *arg)
 
 static void daemon_shutdown(struct daemon *d)
 {
+	/* First: nobody reads status from a daemon that is taking itself apart. */
+	control_close(d);
 	for (unsigned i = 0; i < d->nsessions; i++)
 		session_stop(&d->sessions[i]);
 	for (unsigned i = 0; i < d->nsessions; i++)
 		session_free(&d->sessions[i]);
+	/* TCP connections free their memory in their close callbacks. */
+	tcp_transport_close(d);
 	/* Let hooks started just before the stop finish or be killed. */
 	uv_walk(&d->loop, daemon_close_walk, NULL);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
@@ -421,6 +460,7 @@ int daemon_run(const struct daemon_options *o)
 	if (d == NULL)
 		fatal("calloc");
 	d->time_scale = o->time_scale ? o->time_scale : 1;
+	d->started_ms = util_now_ms();
 
 	errors = conf_load(&d->conf, o->config_path, stderr);
 	if (errors > 0) {
@@ -470,6 +510,8 @@ int daemon_run(const struct daemon_options *o)
 
 	if (daemon_open_sockets(d) < 0)
 		goto out;
+	if (tcp_transport_open(d) < 0)
+		fatal("cannot allocate TCP buffers");
 	for (unsigned i = 0; i < d->conf.nsessions; i++, d->nsessions++)
 		session_init(&d->sessions[i], d, &d->conf.sessions[i]);
 	/* A session whose device cannot be created is logged and left out;
@@ -482,6 +524,10 @@ int daemon_run(const struct daemon_options *o)
 		log_warnx("no session could start");
 		goto out;
 	}
+
+	/* Status once the sessions exist.  Without it (another daemon holds
+	 * the path, no directory) the tunnels still serve: it logged why. */
+	(void)control_open(d);
 
 	uv_signal_init(&d->loop, &d->sigint);
 	uv_signal_init(&d->loop, &d->sigterm);

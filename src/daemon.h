@@ -29,6 +29,8 @@ struct daemon_stats {
 
 #define DAEMON_MAX_SOCKS (CONF_MAX_LISTEN + 2)
 
+struct control;
+
 struct daemon {
 	uv_loop_t loop;
 	struct conf conf;
@@ -46,6 +48,7 @@ struct daemon {
 	unsigned nsocks;
 	struct udp_batch rx, tx;
 	size_t slot_size;
+	struct tcp_transport tcp;
 
 	/* Receiver-index table: buckets of intrusive lists. */
 	struct index_entry **index_buckets;
@@ -59,6 +62,9 @@ struct daemon {
 	struct daemon_stats st;
 	struct ratelimit rl_mac1, rl_unknown, rl_auth;
 	bool stopping;
+
+	uint64_t started_ms;                 /* util_now_ms() at startup: status uptime */
+	struct control *control;             /* NULL: no control socket (see control.h) */
 };
 
 /* Load the config, bring every session up and serve until SIGINT/SIGTERM.
@@ -73,7 +79,17 @@ void daemon_index_add(struct daemon *d, struct index_entry *e, struct session *s
 void daemon_index_del(struct daemon *d, struct index_entry *e);
 struct index_entry *daemon_index_find(struct daemon *d, uint32_t index);
 
-/* Queue a message for `s`'s peer endpoint (copying it into the tx batch). */
+/* Route one received message (decrypting data in place).  Over TCP, `conn`
+ * is its connection, `sock` is -1 and `src` the connection's peer; NULL over
+ * UDP.  False when it was refused as malformed, unauthenticated, not for
+ * us or on the wrong connection: the TCP connection that carried it is then
+ * closed.  (A data message for an unknown index on a bound connection is
+ * dropped but not refused: it is a race with a new handshake.) */
+bool daemon_consume(struct daemon *d, uint8_t *msg, size_t len, const struct sockaddr *src,
+		    int sock, struct tcp_conn *conn);
+
+/* Queue a message for `s`'s peer endpoint (copying it into the tx batch, or
+ * over TCP into its connection's queue). */
 void daemon_send(struct daemon *d, struct session *s, const uint8_t *msg, size_t len);
 /* Send whatever the tx batch holds. */
 void daemon_flush(struct daemon *d);

@@ -21,6 +21,7 @@
 #include <sodium.h>
 
 #include "conf.h"
+#include "control.h"
 #include "daemon.h"
 #include "key.h"
 
@@ -44,6 +45,7 @@ static int cmd_pubkey(const struct command *cmd, int argc, char **argv);
 static int cmd_genpsk(const struct command *cmd, int argc, char **argv);
 static int cmd_check(const struct command *cmd, int argc, char **argv);
 static int cmd_run(const struct command *cmd, int argc, char **argv);
+static int cmd_status(const struct command *cmd, int argc, char **argv);
 static int cmd_help(const struct command *cmd, int argc, char **argv);
 
 static const struct command commands[] = {
@@ -57,6 +59,13 @@ static const struct command commands[] = {
 	  "Validate a configuration and print its session table",
 	  "  -c, --config FILE        configuration (default " MAIN_DEFAULT_CONFIG ")\n"
 	  "  -q, --quiet              print only problems, not the table\n" },
+	{ "status", cmd_status, "[-c FILE | -s SOCKET] [--json] [SESSION]",
+	  "Show the sessions of the running daemon: state, endpoint, traffic, errors",
+	  "  -c, --config FILE        read the control socket path from FILE\n"
+	  "                           (default " MAIN_DEFAULT_CONFIG ")\n"
+	  "  -s, --socket SOCKET      the control socket itself\n"
+	  "                           (default as the config says, else " CONTROL_DEFAULT_PATH ")\n"
+	  "  -j, --json               one JSON document (schema in saltun(8))\n" },
 	{ "genkey", cmd_genkey, "", "Print a new private key (base64)", NULL },
 	{ "pubkey", cmd_pubkey, "", "Read a private key on stdin, print its public key", NULL },
 	{ "genpsk", cmd_genpsk, "", "Print a new preshared key (base64)", NULL },
@@ -328,6 +337,110 @@ static int cmd_run(const struct command *cmd, int argc, char **argv)
 	if (optind < argc)
 		return usage_fail(cmd, "unexpected argument '%s'", argv[optind]);
 	return daemon_run(&o);
+}
+
+/* ------------------------------------------------------------ status */
+
+static bool status_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > CONF_NAME_MAX)
+		return false;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
+}
+
+/* A client of the control socket (protocol in saltun(8)): the path from -s,
+ * else from the config's `control` (read without the keys, so group
+ * members who may not read the private key can still ask), else the
+ * default. */
+static int cmd_status(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL, *sock = NULL, *session = NULL;
+	char path[sizeof(((struct conf_global *)0)->control)];
+	char request[64];
+	char *answer = NULL;
+	size_t len;
+	bool json = false;
+	FILE *f;
+	int c, rc;
+
+	optind = 0;
+	while ((c = command_getopt(cmd, argc, argv, "+:c:s:jh", longopts)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 's': sock = optarg; break;
+		case 'j': json = true; break;
+		case 'h': command_usage_print(cmd, stdout); return 0;
+		default: return 1;
+		}
+	}
+	if (config != NULL && sock != NULL)
+		return usage_fail(cmd, "give either -c or -s, not both");
+	if (argc - optind > 1)
+		return usage_fail(cmd, "unexpected argument '%s'", argv[optind + 1]);
+	if (optind < argc) {
+		session = argv[optind];
+		if (!status_name_valid(session))
+			return usage_fail(cmd, "bad session name '%s': expected 1-%d of [A-Za-z0-9_.-]",
+					  session, CONF_NAME_MAX);
+	}
+
+	if (sock != NULL) {
+		if (strlen(sock) >= sizeof(path))
+			return usage_fail(cmd, "socket path longer than %zu characters", sizeof(path) - 1);
+		snprintf(path, sizeof(path), "%s", sock);
+	} else {
+		snprintf(path, sizeof(path), "%s", CONTROL_DEFAULT_PATH);
+		f = fopen(config != NULL ? config : MAIN_DEFAULT_CONFIG, "re");
+		if (f == NULL && config != NULL) {
+			fprintf(stderr, "saltun status: cannot read %s: %s\n", config, strerror(errno));
+			return 1;
+		}
+		/* Without -c, a missing or unreadable default config means the
+		 * default socket. */
+		if (f != NULL) {
+			(void)control_path_from_conf(path, sizeof(path), f);
+			fclose(f);
+		}
+	}
+
+	snprintf(request, sizeof(request), "status%s%s%s", json ? " json" : "",
+		 session != NULL ? " " : "", session != NULL ? session : "");
+	rc = control_query(&answer, &len, path, request);
+	if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		fprintf(stderr, "saltun status: cannot connect to %s: %s \u2014 is saltun running?\n",
+			path, strerror(-rc));
+		return 1;
+	}
+	if (rc == -EACCES || rc == -EPERM) {
+		fprintf(stderr, "saltun status: cannot connect to %s: %s \u2014 only root and group "
+				"%s may ask\n", path, strerror(-rc), CONTROL_GROUP);
+		return 1;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "saltun status: %s: %s\n", path, strerror(-rc));
+		return 1;
+	}
+	if (strncmp(answer, "error:", 6) == 0) {
+		fprintf(stderr, "saltun status: %s", answer);
+		free(answer);
+		return 1;
+	}
+	rc = 0;
+	if (fwrite(answer, 1, len, stdout) != len || fflush(stdout) != 0) {
+		fprintf(stderr, "saltun status: cannot write to stdout: %s\n", strerror(errno));
+		rc = 1;
+	}
+	free(answer);
+	return rc;
 }
 
 static int cmd_help(const struct command *cmd, int argc, char **argv)

@@ -22,6 +22,7 @@
 #include "key.h"
 #include "log.h"
 #include "session.h"
+#include "tcp_frame.h"
 #include "util.h"
 
 /* Automatic MTU: a 1500-byte underlay minus IPv6 (40) + UDP (8) + data
@@ -73,6 +74,14 @@ int session_init(struct session *s, struct daemon *d, const struct conf_session 
 	s->type = cs->type == CONF_DEV_TAP ? TUN_TYPE_TAP : TUN_TYPE_TUN;
 	s->mtu = cs->mtu ? cs->mtu : SESSION_AUTO_MTU - (s->type == TUN_TYPE_TAP ? ETH_HLEN_ : 0);
 	s->max_packet = s->mtu + (s->type == TUN_TYPE_TAP ? ETH_HLEN_ : 0);
+	/* A TCP frame carries at most 65535 bytes, a data message is the
+	 * packet + 32: keep every data message of a TCP session framable. */
+	if (cs->transport == CONF_TRANSPORT_TCP && s->max_packet > TCP_FRAME_MAX_PACKET) {
+		s->max_packet = TCP_FRAME_MAX_PACKET;
+		s->mtu = (unsigned)s->max_packet - (s->type == TUN_TYPE_TAP ? ETH_HLEN_ : 0);
+		log_warnx("%s: mtu lowered to %u: over TCP a message is at most 65535 bytes", s->name,
+			  s->mtu);
+	}
 	wire_mac1_key(s->mac1_key, cs->public_key);
 	wire_cookie_key(s->cookie_key, cs->public_key);
 	timer_config_init(&s->tcfg, d->time_scale, cs->keepalive);
@@ -133,36 +142,44 @@ static void session_hook_vars(struct session *s, struct hook_vars *v, char *peer
 	}
 }
 
+static void session_hook_start(struct session *s, enum hook_event ev);
+
 static void session_hook_done(void *arg, enum hook_event ev, int status)
 {
 	struct session *s = arg;
+
 	s->hooks_running--;
 	if (status != 0)
 		s->st.hook_failures++;
+	/* Next queued event, in order; none once the session is stopping
+	 * (its down hook runs synchronously then). */
+	while (!s->stopping && s->hooks_running == 0 && s->hook_queue_len > 0) {
+		enum hook_event next = s->hook_queue[s->hook_queue_head];
+		s->hook_queue_head = (s->hook_queue_head + 1) % SESSION_HOOK_QUEUE;
+		s->hook_queue_len--;
+		session_hook_start(s, next);
+	}
 }
 
-static void session_hook(struct session *s, enum hook_event ev, bool sync)
+static const char *session_hook_template(const struct session *s, enum hook_event ev)
 {
-	const char *tmpl = NULL;
+	switch (ev) {
+	case HOOK_UP: return s->cs->up;
+	case HOOK_DOWN: return s->cs->down;
+	case HOOK_CONNECT: return s->cs->connect;
+	case HOOK_DISCONNECT: return s->cs->disconnect;
+	}
+	return NULL;
+}
+
+static void session_hook_start(struct session *s, enum hook_event ev)
+{
+	const char *tmpl = session_hook_template(s, ev);
 	struct hook_vars v;
 	char peer[64], local[64], key[KEY_B64_LEN + 1];
 	int rc;
 
-	switch (ev) {
-	case HOOK_UP: tmpl = s->cs->up; break;
-	case HOOK_DOWN: tmpl = s->cs->down; break;
-	case HOOK_CONNECT: tmpl = s->cs->connect; break;
-	case HOOK_DISCONNECT: tmpl = s->cs->disconnect; break;
-	}
-	if (tmpl == NULL)
-		return;
 	session_hook_vars(s, &v, peer, sizeof(peer), local, sizeof(local), key);
-	if (sync) {
-		rc = hook_run_sync(ev, tmpl, &v, s->cs->hook_timeout * 1000);
-		if (rc != 0)
-			s->st.hook_failures++;
-		return;
-	}
 	rc = hook_run(&s->d->loop, ev, tmpl, &v, s->cs->hook_timeout * 1000, session_hook_done, s);
 	if (rc < 0) {
 		s->st.hook_failures++;
@@ -172,6 +189,36 @@ static void session_hook(struct session *s, enum hook_event ev, bool sync)
 	s->hooks_running++;
 }
 
+/* Run the hook of `ev`, if configured: synchronously (shutdown), or on the
+ * loop after the hooks queued before it. */
+static void session_hook(struct session *s, enum hook_event ev, bool sync)
+{
+	const char *tmpl = session_hook_template(s, ev);
+	struct hook_vars v;
+	char peer[64], local[64], key[KEY_B64_LEN + 1];
+
+	if (tmpl == NULL)
+		return;
+	if (sync) {
+		session_hook_vars(s, &v, peer, sizeof(peer), local, sizeof(local), key);
+		if (hook_run_sync(ev, tmpl, &v, s->cs->hook_timeout * 1000) != 0)
+			s->st.hook_failures++;
+		return;
+	}
+	if (s->hooks_running == 0) {
+		session_hook_start(s, ev);
+		return;
+	}
+	if (s->hook_queue_len == SESSION_HOOK_QUEUE) {
+		s->st.hook_failures++;
+		log_warnx("%s: %s hook dropped: %u hooks already waiting", s->name,
+			  hook_event_name(ev), SESSION_HOOK_QUEUE);
+		return;
+	}
+	s->hook_queue[(s->hook_queue_head + s->hook_queue_len) % SESSION_HOOK_QUEUE] = ev;
+	s->hook_queue_len++;
+}
+
 static void session_on_device(uv_poll_t *h, int status, int events);
 static void session_send_initiation(struct session *s, bool retry);
 
@@ -179,11 +226,6 @@ int session_start(struct session *s)
 {
 	int rc;
 
-	if (s->cs->transport == CONF_TRANSPORT_TCP) {
-		log_warnx("%s: transport = tcp is not supported yet by this version; session not started",
-			  s->name);
-		return -EPROTONOSUPPORT;
-	}
 	rc = tun_open(&s->dev, &tun_ops_platform, s->type, s->cs->device);
 	if (rc < 0) {
 		log_warnx("%s: cannot create %s device '%s': %s", s->name,
@@ -210,8 +252,10 @@ int session_start(struct session *s)
 	s->dev_polling = true;
 	uv_poll_start(&s->dev_poll, UV_READABLE, session_on_device);
 	session_hook(s, HOOK_UP, false);
-	/* A session with an endpoint dials at once. */
-	if (s->has_endpoint)
+	/* A session with an endpoint dials at once; over TCP, once connected. */
+	if (s->cs->transport == CONF_TRANSPORT_TCP)
+		tcp_session_start(s);
+	else if (s->has_endpoint)
 		session_send_initiation(s, false);
 	return 0;
 }
@@ -257,6 +301,7 @@ static void session_staged_drop(struct session *s, enum session_drop why)
 void session_stop(struct session *s)
 {
 	s->stopping = true;
+	tcp_session_stop(s);
 	if (s->connected) {
 		s->connected = false;
 		session_hook(s, HOOK_DISCONNECT, true);
@@ -352,6 +397,11 @@ static void session_send_initiation(struct session *s, bool retry)
 	log_debug("%s: initiation sent", s->name);
 }
 
+void session_initiate(struct session *s)
+{
+	session_send_initiation(s, true);
+}
+
 static void session_connected(struct session *s)
 {
 	if (s->connected)
@@ -420,7 +470,7 @@ static void session_send_keepalive(struct session *s);
 
 void session_consume_initiation(struct session *s, struct noise_handshake *hs,
 				uint32_t sender_index, const uint8_t *payload,
-				const struct sockaddr *src, int sock)
+				const struct sockaddr *src, int sock, struct tcp_conn *conn)
 {
 	struct wire_params theirs, ours;
 	struct wire_response m;
@@ -494,6 +544,11 @@ void session_consume_initiation(struct session *s, struct noise_handshake *hs,
 		s->has_endpoint = true;
 	}
 	s->sock = sock;
+	/* Before the response goes out: it must leave on this connection. */
+	if (conn != NULL)
+		tcp_conn_bind(conn, s);
+	else
+		tcp_session_unbind(s);
 	session_add_macs(s, (uint8_t *)&m, sizeof(m));
 	daemon_send(s->d, s, (uint8_t *)&m, sizeof(m));
 	timers_any_sent(&s->timers, now);
@@ -504,7 +559,7 @@ void session_consume_initiation(struct session *s, struct noise_handshake *hs,
 }
 
 void session_consume_response(struct session *s, uint8_t *msg, size_t len,
-			      const struct sockaddr *src, int sock)
+			      const struct sockaddr *src, int sock, struct tcp_conn *conn)
 {
 	const struct wire_response *m = (const void *)msg;
 	struct noise_handshake hs;
@@ -541,6 +596,10 @@ void session_consume_response(struct session *s, uint8_t *msg, size_t len,
 	}
 	s->sock = sock;
 	s->has_endpoint = true;
+	if (conn != NULL)
+		tcp_conn_bind(conn, s);
+	else
+		tcp_session_unbind(s);
 	timers_handshake_complete(&s->timers, now);
 	timers_any_received(&s->timers, now);
 	s->st.handshakes_completed++;
@@ -734,7 +793,7 @@ static size_t session_inner_len(const struct session *s, const uint8_t *p, size_
 }
 
 void session_consume_data(struct session *s, struct keypair *kp, uint8_t *msg, size_t len,
-			  const struct sockaddr *src, int sock)
+			  const struct sockaddr *src, int sock, struct tcp_conn *conn)
 {
 	uint64_t now = now_ms();
 	uint64_t counter = wire_get_le64(msg + 8);
@@ -776,6 +835,8 @@ void session_consume_data(struct session *s, struct keypair *kp, uint8_t *msg, s
 		s->has_endpoint = true;
 	}
 	s->sock = sock;
+	if (conn != NULL)
+		tcp_conn_bind(conn, s);
 	timers_any_received(&s->timers, now);
 	if (kp->initiator && kp == s->current &&
 	    now - kp->birth_ms >= s->tcfg.reject_after_ms - s->tcfg.keepalive_ms - s->tcfg.rekey_timeout_ms)

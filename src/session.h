@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "conf.h"
+#include "hook.h"
 #include "log.h"
 #include "noise.h"
 #include "replay.h"
@@ -21,8 +22,10 @@
 
 struct daemon;
 struct session;
+struct tcp_conn;
 
 #define SESSION_STAGED_MAX 128   /* packets held while a handshake is in flight */
+#define SESSION_HOOK_QUEUE 8     /* hook events waiting for the running one */
 
 /* Entry of the daemon's receiver-index table (intrusive: no allocation). */
 struct index_entry {
@@ -114,9 +117,21 @@ struct session {
 	uint8_t *staged_mem;
 	unsigned staged_head, staged_count;
 
+	/* TCP (transport_tcp.c): the connection the last handshake over TCP
+	 * bound (sends go there while it lives), the one we dialed (transport =
+	 * tcp with an endpoint), and the reconnect timer with its backoff. */
+	struct tcp_conn *conn, *dial;
+	uv_timer_t redial;
+	bool redial_init;
+	uint64_t redial_backoff_ms;     /* next delay before jitter; 0 = reset */
+
 	bool connected;                 /* connect hook ran, disconnect not yet */
 	bool stopping;
+	/* Hooks of a session run one at a time, in event order (connect must
+	 * not race the up hook that assigns the addresses). */
 	unsigned hooks_running;
+	enum hook_event hook_queue[SESSION_HOOK_QUEUE];
+	unsigned hook_queue_head, hook_queue_len;
 	struct session_stats st;
 	struct ratelimit rl_auth, rl_hs, rl_inner;
 };
@@ -134,17 +149,22 @@ enum session_state session_state(const struct session *s);
 
 /* Packets from the network, after the daemon routed them (by index or by
  * the initiator's static key).  `src` is the sender's address and `sock`
- * the daemon socket it came in on. */
+ * the daemon socket it came in on; over TCP, `conn` is the connection
+ * (sock = -1, src its peer) and is bound to the session when the message
+ * authenticates (tcp_conn_bind); NULL over UDP. */
 void session_consume_response(struct session *s, uint8_t *msg, size_t len,
-			      const struct sockaddr *src, int sock);
+			      const struct sockaddr *src, int sock, struct tcp_conn *conn);
 void session_consume_cookie(struct session *s, const uint8_t *msg, size_t len);
 void session_consume_data(struct session *s, struct keypair *kp, uint8_t *msg, size_t len,
-			  const struct sockaddr *src, int sock);
+			  const struct sockaddr *src, int sock, struct tcp_conn *conn);
 /* The responder's half: `hs` has consumed message 1 and names this session's
  * peer; `payload` is the decrypted initiation payload. */
 void session_consume_initiation(struct session *s, struct noise_handshake *hs,
 				uint32_t sender_index, const uint8_t *payload,
-				const struct sockaddr *src, int sock);
+				const struct sockaddr *src, int sock, struct tcp_conn *conn);
+/* Start a handshake now, whatever the retry timer says (a dialed TCP
+ * connection has just come up: the handshake binds it). */
+void session_initiate(struct session *s);
 
 /* Timer tick: do what is due. */
 void session_tick(struct session *s, uint64_t now);
