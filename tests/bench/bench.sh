@@ -23,8 +23,9 @@
 # and once: handshakes/s and AEAD rates on one core (hsbench), and the
 # daemon's RSS per session with 1000 configured sessions (sessions.sh).
 #
-# The TCP transport row is measured only when `saltun check` accepts
-# `transport = tcp`; until then it reads "n/a (not implemented)".
+# The TCP transport row reads "n/a (not implemented)" when the daemon
+# refuses `transport = tcp` at startup (logs "not supported"); it is
+# measured otherwise.
 #
 #   bench.sh --saltun PATH --hsbench PATH [--json FILE] [--seconds N]
 #            [--pings N] [--sessions N] [--no-sessions] [--keep]
@@ -488,8 +489,8 @@ else
 fi
 daemons_stop
 
-# TCP transport: measured once the daemon accepts it (today `saltun check`
-# passes `transport = tcp` but `saltun run` refuses it).
+# TCP transport: measured when the daemon accepts it (before c04dead,
+# `saltun check` passed `transport = tcp` but `saltun run` refused it).
 REFUSED=""
 daemons_start tcp
 case $? in
