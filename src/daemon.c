@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -218,8 +219,9 @@ static bool daemon_consume_initiation(struct daemon *d, uint8_t *msg, size_t len
 	}
 	if (!daemon_check_load(d, msg, len, wire_get_le32(m->sender), src, sock, conn))
 		return true; /* answered with a cookie: the peer retries with mac2 */
-	rc = noise_handshake_init(&hs, NOISE_RESPONDER, true, (const uint8_t *)WIRE_PROLOGUE,
-				  strlen(WIRE_PROLOGUE), d->static_priv, NULL, NULL);
+	rc = noise_handshake_init_precomputed(&hs, NOISE_RESPONDER, true,
+					      (const uint8_t *)WIRE_PROLOGUE, strlen(WIRE_PROLOGUE),
+					      d->static_priv, d->static_pub, NULL, NULL, NULL);
 	if (rc == 0)
 		rc = noise_read_msg1(&hs, payload, m->noise, sizeof(m->noise));
 	if (rc < 0) {
@@ -480,6 +482,15 @@ int daemon_run(const struct daemon_options *o)
 	wire_mac1_key(d->mac1_key, d->static_pub);
 	wire_cookie_checker_init(&d->cookies, d->static_pub);
 	d->rl_mac1 = d->rl_unknown = d->rl_auth = (struct ratelimit)RATELIMIT_INIT;
+
+	/* One descriptor per session device plus sockets: lift the soft limit
+	 * to the hard one, or a config of 1000 sessions fails near 1010. */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+			log_warn("cannot raise the open-files limit");
+	}
 
 	if ((rc = uv_loop_init(&d->loop)) < 0)
 		fatalx("uv_loop_init: %s", uv_strerror(rc));

@@ -92,6 +92,8 @@ struct session {
 	/* Handshake in flight (either role) and what protects it. */
 	struct noise_handshake hs;
 	struct index_entry hs_entry;
+	uint8_t ss[NOISE_KEY_LEN];      /* DH(our static, peer static): fixed, computed once */
+	bool ss_valid;                  /* false: the peer's key is low-order, never usable */
 	uint8_t mac1_key[32];           /* peer's: for messages we send */
 	uint8_t cookie_key[32];         /* peer's: to open its cookie replies */
 	uint8_t last_mac1[WIRE_MAC_LEN];/* mac1 of our last handshake message */
