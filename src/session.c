@@ -516,6 +516,16 @@ void session_consume_initiation(struct session *s, struct noise_handshake *hs,
 		}
 		return;
 	}
+	/* Both ends initiated at once: if each answered the other, neither
+	 * would hold confirmed keys until the 5 s retry.  The end with the
+	 * greater public key keeps its initiation in flight and lets the other
+	 * answer it; the other end answers as usual. */
+	if (s->hs.state == NOISE_HS_INITIATION_SENT && s->hs.role == NOISE_INITIATOR &&
+	    now - s->timers.last_initiation_sent < s->tcfg.rekey_timeout_ms &&
+	    memcmp(s->d->static_pub, s->cs->public_key, KEY_LEN) > 0) {
+		log_debug("%s: simultaneous initiations: keeping ours", s->name);
+		return;
+	}
 	memcpy(s->last_timestamp, payload, WIRE_TAI64N_LEN);
 	s->last_initiation_consumed_ms = now;
 
@@ -558,9 +568,8 @@ void session_consume_initiation(struct session *s, struct noise_handshake *hs,
 	daemon_send(s->d, s, (uint8_t *)&m, sizeof(m));
 	timers_any_sent(&s->timers, now);
 	timers_any_received(&s->timers, now);
-	s->st.handshakes_completed++;
-	log_info("%s: handshake complete (peer initiated), peer %s", s->name,
-		 util_sockaddr_str(src, addr, sizeof(addr)));
+	/* Complete only once the initiator's first data confirms the keys. */
+	log_debug("%s: handshake answered, peer %s", s->name, util_sockaddr_str(src, addr, sizeof(addr)));
 }
 
 void session_consume_response(struct session *s, uint8_t *msg, size_t len,
@@ -829,6 +838,9 @@ void session_consume_data(struct session *s, struct keypair *kp, uint8_t *msg, s
 		s->current = kp;
 		s->next = NULL;
 		timers_handshake_complete(&s->timers, now);
+		s->st.handshakes_completed++;
+		log_info("%s: handshake complete (peer initiated), peer %s", s->name,
+			 util_sockaddr_str(src, addr, sizeof(addr)));
 		session_connected(s);
 		if (s->staged_count > 0)
 			session_staged_flush(s);

@@ -11,6 +11,7 @@
 #   │  u1 192.0.2.1/24 :5555 ──────┼─── veth ───┼── u2 192.0.2.2/24 :5555      │
 #   └──────────────────────────────┘            └──────────────────────────────┘
 
+# shellcheck source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
 need_root
 need_cmd iperf3
