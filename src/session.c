@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,12 +41,47 @@ const char *session_drop_name(enum session_drop dr)
 		[DROP_QUEUE_FULL] = "queue_full",  [DROP_NO_ENDPOINT] = "no_endpoint",
 		[DROP_TOO_BIG] = "too_big",        [DROP_DEVICE] = "device_write",
 		[DROP_SEND] = "send_failed",       [DROP_HANDSHAKE] = "handshake_refused",
-		[DROP_GAVE_UP] = "handshake_gave_up",
+		[DROP_GAVE_UP] = "handshake_gave_up",  [DROP_SHAPED] = "shaped",
 	};
 	return names[dr];
 }
 
 static uint64_t now_ms(void) { return util_now_ms(); }
+
+#define NS_PER_S UINT64_C(1000000000)
+
+void shaper_init(struct shaper *sh, unsigned kbit, size_t max_packet)
+{
+	memset(sh, 0, sizeof(*sh));
+	sh->rate = (uint64_t)kbit * 1000 / 8;
+	/* 100 ms of traffic, and at least 8 full packets, may pass at once:
+	 * a smaller bucket drops inside TCP's bursts and starves it. */
+	uint64_t burst = sh->rate / 10;
+	if (burst < 8 * max_packet)
+		burst = 8 * max_packet;
+	sh->burst_bn = burst * NS_PER_S;
+	sh->tokens_bn = sh->burst_bn;
+}
+
+bool shaper_allow(struct shaper *sh, size_t len, uint64_t now_ns)
+{
+	uint64_t elapsed;
+
+	if (sh->rate == 0)
+		return true;
+	/* Capping the step keeps rate * elapsed far from overflowing. */
+	elapsed = now_ns - sh->last_ns;
+	if (sh->last_ns == 0 || elapsed > NS_PER_S)
+		elapsed = NS_PER_S;
+	sh->last_ns = now_ns;
+	sh->tokens_bn += sh->rate * elapsed;
+	if (sh->tokens_bn > sh->burst_bn)
+		sh->tokens_bn = sh->burst_bn;
+	if (sh->tokens_bn < (uint64_t)len * NS_PER_S)
+		return false;
+	sh->tokens_bn -= (uint64_t)len * NS_PER_S;
+	return true;
+}
 
 static void session_log_limited(struct session *s, struct ratelimit *rl, const char *what,
 				const struct sockaddr *src)
@@ -88,6 +124,8 @@ int session_init(struct session *s, struct daemon *d, const struct conf_session 
 	wire_mac1_key(s->mac1_key, cs->public_key);
 	wire_cookie_key(s->cookie_key, cs->public_key);
 	timer_config_init(&s->tcfg, d->time_scale, cs->keepalive);
+	shaper_init(&s->shape_in, cs->speed_in_kbit, s->max_packet);
+	shaper_init(&s->shape_out, cs->speed_out_kbit, s->max_packet);
 	timers_init(&s->timers, &s->tcfg);
 	s->sock = -1;
 	if (cs->has_endpoint && cs->endpoint.is_literal) {
@@ -225,6 +263,81 @@ static void session_hook(struct session *s, enum hook_event ev, bool sync)
 static void session_on_device(uv_poll_t *h, int status, int events);
 static void session_send_initiation(struct session *s, bool retry);
 
+static bool session_has_keys(const struct session *s);
+
+/* Use the next resolved address (IPv4 and IPv6 results in turn). */
+static void session_resolved_next(struct session *s)
+{
+	char addr[UTIL_ADDRSTRLEN];
+
+	if (s->nresolved == 0)
+		return;
+	const struct sockaddr_storage *ss = &s->resolved[s->resolved_next % s->nresolved];
+	s->resolved_next++;
+	if (s->has_endpoint && util_sockaddr_equal((const struct sockaddr *)ss,
+						   (struct sockaddr *)&s->endpoint))
+		return;
+	memcpy(&s->endpoint, ss, sizeof(s->endpoint));
+	s->has_endpoint = true;
+	s->sock = daemon_sock_for(s->d, (struct sockaddr *)&s->endpoint);
+	log_info("%s: endpoint %s is %s", s->name, s->cs->endpoint.host,
+		 util_sockaddr_str((struct sockaddr *)ss, addr, sizeof(addr)));
+}
+
+static void session_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct session *s = container_of(req, struct session, resolver);
+	unsigned n = 0;
+
+	s->resolving = false;
+	if (status == UV_ECANCELED || s->stopping) {
+		uv_freeaddrinfo(res);
+		return;
+	}
+	if (status < 0) {
+		log_warnx("%s: cannot resolve %s: %s", s->name, s->cs->endpoint.host, uv_strerror(status));
+		return;
+	}
+	for (struct addrinfo *ai = res; ai != NULL && n < ARRAY_SIZE(s->resolved); ai = ai->ai_next) {
+		/* Only families we have a socket for. */
+		if (daemon_sock_for(s->d, ai->ai_addr) < 0 || ai->ai_addrlen > sizeof(s->resolved[0]))
+			continue;
+		memset(&s->resolved[n], 0, sizeof(s->resolved[n]));
+		memcpy(&s->resolved[n], ai->ai_addr, ai->ai_addrlen);
+		n++;
+	}
+	uv_freeaddrinfo(res);
+	if (n == 0) {
+		log_warnx("%s: %s has no address we can reach", s->name, s->cs->endpoint.host);
+		return;
+	}
+	s->nresolved = n;
+	s->resolved_next = 0;
+	session_resolved_next(s);
+	if (!session_has_keys(s))
+		session_send_initiation(s, false);
+}
+
+/* Resolve the endpoint's hostname, without blocking the loop. */
+static void session_resolve(struct session *s)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM };
+	char port[8];
+	int rc;
+
+	if (!s->cs->has_endpoint || s->cs->endpoint.is_literal || s->resolving || s->stopping)
+		return;
+	s->last_resolve_ms = now_ms();
+	snprintf(port, sizeof(port), "%u", s->cs->endpoint.port);
+	rc = uv_getaddrinfo(&s->d->loop, &s->resolver, session_on_resolved, s->cs->endpoint.host,
+			    port, &hints);
+	if (rc < 0) {
+		log_warnx("%s: cannot resolve %s: %s", s->name, s->cs->endpoint.host, uv_strerror(rc));
+		return;
+	}
+	s->resolving = true;
+}
+
 int session_start(struct session *s)
 {
 	int rc;
@@ -260,6 +373,8 @@ int session_start(struct session *s)
 		tcp_session_start(s);
 	else if (s->has_endpoint)
 		session_send_initiation(s, false);
+	else
+		session_resolve(s);
 	return 0;
 }
 
@@ -304,6 +419,8 @@ static void session_staged_drop(struct session *s, enum session_drop why)
 void session_stop(struct session *s)
 {
 	s->stopping = true;
+	if (s->resolving)
+		uv_cancel((uv_req_t *)&s->resolver);
 	tcp_session_stop(s);
 	if (s->connected) {
 		s->connected = false;
@@ -646,6 +763,11 @@ static bool keypair_usable(const struct session *s, const struct keypair *kp, ui
 	       kp->send_counter < REPLAY_REJECT_AFTER_MESSAGES;
 }
 
+static bool session_has_keys(const struct session *s)
+{
+	return keypair_usable(s, s->current, now_ms());
+}
+
 static void session_maybe_rekey_on_send(struct session *s, uint64_t now)
 {
 	const struct keypair *kp = s->current;
@@ -754,6 +876,10 @@ static void session_on_device(uv_poll_t *h, int status, int events)
 		}
 		if (n == 0)
 			continue;
+		if (s->shape_out.rate != 0 && !shaper_allow(&s->shape_out, (size_t)n, util_now_ns())) {
+			s->st.drops[DROP_SHAPED]++;
+			continue;
+		}
 		if (keypair_usable(s, s->current, now) && s->has_endpoint) {
 			session_seal(s, s->current, buf, (size_t)n, slot, now);
 			session_maybe_rekey_on_send(s, now);
@@ -869,6 +995,10 @@ void session_consume_data(struct session *s, struct keypair *kp, uint8_t *msg, s
 		return;
 	}
 	timers_data_received(&s->timers, now);
+	if (s->shape_in.rate != 0 && !shaper_allow(&s->shape_in, n, util_now_ns())) {
+		s->st.drops[DROP_SHAPED]++;
+		return;
+	}
 	ssize_t w = s->dev.ops->write(&s->dev, pt, n);
 	if (w < 0) {
 		s->st.drops[DROP_DEVICE]++;
@@ -897,9 +1027,18 @@ void session_tick(struct session *s, uint64_t now)
 			memcpy(&s->endpoint, &s->cs->endpoint.addr, sizeof(s->endpoint));
 			s->sock = daemon_sock_for(s->d, (struct sockaddr *)&s->endpoint);
 		}
+		session_resolve(s);
 	}
-	if (due & TIMER_SEND_INITIATION)
+	if (due & TIMER_SEND_INITIATION) {
+		/* Unanswered for 3 retries: try the hostname's next address, and
+		 * look the name up again (its address may have changed). */
+		if (s->nresolved > 0 && s->timers.handshake_attempts_start != 0 &&
+		    now - s->last_resolve_ms >= 3 * s->tcfg.rekey_timeout_ms) {
+			session_resolved_next(s);
+			session_resolve(s);
+		}
 		session_send_initiation(s, true);
+	}
 	if (due & TIMER_EXPIRE_KEYS) {
 		/* No handshake for REJECT_AFTER_TIME: the link is gone or idle. */
 		if (!keypair_usable(s, s->current, now))

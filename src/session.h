@@ -62,6 +62,7 @@ enum session_drop {
 	DROP_SEND,           /* send to the network failed */
 	DROP_HANDSHAKE,      /* handshake message refused (auth, replay, params) */
 	DROP_GAVE_UP,        /* staged packets dropped after the handshake attempts ran out */
+	DROP_SHAPED,         /* over the session's `speed` */
 	DROP__COUNT
 };
 const char *session_drop_name(enum session_drop d);
@@ -71,6 +72,17 @@ struct session_stats {
 	uint64_t drops[DROP__COUNT];
 	uint64_t handshake_attempts, handshakes_completed, hook_failures, rekeys;
 };
+
+/* Token bucket for `speed` (vtun's shaping): drops beyond the rate.
+ * Tokens are kept in byte-nanoseconds so slow rates lose no precision. */
+struct shaper {
+	uint64_t rate;          /* bytes per second; 0 = unlimited */
+	uint64_t burst_bn;      /* bucket size, byte-ns */
+	uint64_t tokens_bn;
+	uint64_t last_ns;
+};
+void shaper_init(struct shaper *sh, unsigned kbit, size_t max_packet);
+bool shaper_allow(struct shaper *sh, size_t len, uint64_t now_ns);
 
 struct staged_packet {
 	uint16_t len;
@@ -112,6 +124,14 @@ struct session {
 	bool has_endpoint;
 	int sock;                       /* index of the daemon socket to send from */
 
+	/* Endpoint given as a hostname: resolved asynchronously at start and
+	 * again while handshakes go unanswered (dynamic DNS). */
+	uv_getaddrinfo_t resolver;
+	bool resolving;
+	uint64_t last_resolve_ms;
+	struct sockaddr_storage resolved[4];
+	unsigned nresolved, resolved_next;
+
 	struct timer_config tcfg;
 	struct timers timers;
 
@@ -134,6 +154,7 @@ struct session {
 	unsigned hooks_running;
 	enum hook_event hook_queue[SESSION_HOOK_QUEUE];
 	unsigned hook_queue_head, hook_queue_len;
+	struct shaper shape_in, shape_out;  /* network->device, device->network */
 	struct session_stats st;
 	struct ratelimit rl_auth, rl_hs, rl_inner;
 };

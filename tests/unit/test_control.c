@@ -282,7 +282,7 @@ static const char text_office[] =
 	"  hook failures:      0\n"
 	"  drops:              auth_failed 10, replay 11, bad_inner 12, key_expired 13,\n"
 	"                      queue_full 14, no_endpoint 15, too_big 16, device_write 17,\n"
-	"                      send_failed 18, handshake_refused 19, handshake_gave_up 20\n";
+	"                      send_failed 18, handshake_refused 19, handshake_gave_up 20, shaped 21\n";
 
 static const char text_laptop[] =
 	"session: laptop\n"
@@ -301,7 +301,7 @@ static const char text_laptop[] =
 	"  hook failures:      0\n"
 	"  drops:              auth_failed 0, replay 0, bad_inner 0, key_expired 0,\n"
 	"                      queue_full 0, no_endpoint 0, too_big 0, device_write 0,\n"
-	"                      send_failed 0, handshake_refused 0, handshake_gave_up 0\n";
+	"                      send_failed 0, handshake_refused 0, handshake_gave_up 0, shaped 0\n";
 
 static const char text_branch[] =
 	"session: branch\n"
@@ -320,7 +320,7 @@ static const char text_branch[] =
 	"  hook failures:      1\n"
 	"  drops:              auth_failed 0, replay 0, bad_inner 0, key_expired 0,\n"
 	"                      queue_full 0, no_endpoint 0, too_big 0, device_write 0,\n"
-	"                      send_failed 0, handshake_refused 0, handshake_gave_up 0\n";
+	"                      send_failed 0, handshake_refused 0, handshake_gave_up 0, shaped 0\n";
 
 static const char text_daemon[] =
 	"daemon: saltun " PACKAGE_VERSION "\n"
@@ -452,11 +452,11 @@ Test(status_text, no_listen_and_zero_uptime)
 #define JSON_DROPS_OFFICE                                                                   \
 	"{\"auth_failed\":10,\"replay\":11,\"bad_inner\":12,\"key_expired\":13,"            \
 	"\"queue_full\":14,\"no_endpoint\":15,\"too_big\":16,\"device_write\":17,"          \
-	"\"send_failed\":18,\"handshake_refused\":19,\"handshake_gave_up\":20}"
+	"\"send_failed\":18,\"handshake_refused\":19,\"handshake_gave_up\":20,\"shaped\":21}"
 #define JSON_DROPS_ZERO                                                                     \
 	"{\"auth_failed\":0,\"replay\":0,\"bad_inner\":0,\"key_expired\":0,"                \
 	"\"queue_full\":0,\"no_endpoint\":0,\"too_big\":0,\"device_write\":0,"              \
-	"\"send_failed\":0,\"handshake_refused\":0,\"handshake_gave_up\":0}"
+	"\"send_failed\":0,\"handshake_refused\":0,\"handshake_gave_up\":0,\"shaped\":0}"
 #define JSON_HEAD                                                                           \
 	"{\"version\":1,\"saltun\":\"" PACKAGE_VERSION "\","                                \
 	"\"public_key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\","                    \
