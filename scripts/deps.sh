@@ -18,6 +18,8 @@ PACKAGES=(
 	iproute2 iputils-ping iperf3 tcpdump nftables procps kmod
 	# tests/netns/status.sh checks `saltun status --json`
 	jq
+	# tests/netns/net-loss.sh (TCP sink) and net-inject.sh (crafted UDP)
+	python3-minimal
 	# the man pages (make distcheck renders them)
 	man-db groff-base
 )

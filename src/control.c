@@ -349,7 +349,7 @@ static void control_text_daemon(struct out *o, const struct daemon *d, uint64_t 
 	out_printf(o, "\n  %-*s ", CONTROL_LABEL_WIDTH, "uptime:");
 	out_duration(o, now_ms > d->started_ms ? (now_ms - d->started_ms) / 1000 : 0);
 	for (unsigned i = 0; i < d->nsessions; i++)
-		up += session_state(&d->sessions[i]) == SESSION_UP;
+		up += session_state(d->sessions[i]) == SESSION_UP;
 	out_printf(o, "\n");
 	out_field(o, "sessions", "%u (%u up)", d->nsessions, up);
 	control_counter_table(d, names, values);
@@ -381,10 +381,10 @@ static void control_json_status(struct out *o, const struct daemon *d, const str
 	out_json_counters(o, names, values, ARRAY_SIZE(control_counters));
 	out_printf(o, ",\"sessions\":[");
 	for (unsigned i = 0; i < d->nsessions; i++) {
-		if (only != NULL && only != &d->sessions[i])
+		if (only != NULL && only != d->sessions[i])
 			continue;
 		out_printf(o, "%s", first ? "" : ",");
-		control_json_session(o, &d->sessions[i], now_ms);
+		control_json_session(o, d->sessions[i], now_ms);
 		first = false;
 	}
 	out_printf(o, "]}\n");
@@ -407,8 +407,8 @@ int control_format_status(char *buf, size_t size, size_t *len, const struct daem
 	buf[0] = '\0';
 	if (session != NULL && session[0] != '\0') {
 		for (unsigned i = 0; i < d->nsessions && only == NULL; i++)
-			if (strcmp(d->sessions[i].name, session) == 0)
-				only = &d->sessions[i];
+			if (strcmp(d->sessions[i]->name, session) == 0)
+				only = d->sessions[i];
 		if (only == NULL)
 			return -ENOENT;
 	}
@@ -420,7 +420,7 @@ int control_format_status(char *buf, size_t size, size_t *len, const struct daem
 		control_text_daemon(&o, d, now_ms);
 		for (unsigned i = 0; i < d->nsessions; i++) {
 			out_printf(&o, "\n");
-			control_text_session(&o, &d->sessions[i], now_ms);
+			control_text_session(&o, d->sessions[i], now_ms);
 		}
 	}
 	if (o.overflow)
@@ -633,15 +633,70 @@ static void control_on_written(uv_write_t *w, int status)
 	control_client_close(cl);
 }
 
+/* 1: `line` is the request "reload"; -1: "reload" with arguments; 0: another
+ * request (control_answer's). */
+static int control_reload_words(const char *line, size_t len)
+{
+	static const char word[] = "reload";
+	const size_t wl = sizeof(word) - 1;
+
+	while (len > 0 && (line[0] == ' ' || line[0] == '\t')) {
+		line++;
+		len--;
+	}
+	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t' || line[len - 1] == '\r'))
+		len--;
+	if (len < wl || memcmp(line, word, wl) != 0)
+		return 0;
+	if (len == wl)
+		return 1;
+	return line[wl] == ' ' || line[wl] == '\t' ? -1 : 0;
+}
+
+/* "reload" changes the daemon, which control_answer() only reads: served
+ * here.  Status is for the socket's group; a reload only for root or the
+ * daemon's own user (SO_PEERCRED: who connected, not who may open the file). */
+static int control_answer_reload(struct control_client *cl, char **out, size_t *outlen, int words)
+{
+	struct ucred cred;
+	socklen_t credlen = sizeof(cred);
+	uv_os_fd_t fd;
+	int rc;
+
+	if (words < 0)
+		return control_answer_string(out, outlen, "error: 'reload' takes no arguments\n");
+	if (uv_fileno((uv_handle_t *)&cl->pipe, &fd) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) < 0 ||
+	    (cred.uid != 0 && cred.uid != geteuid())) {
+		log_warnx("control: reload refused: not asked by root");
+		return control_answer_string(out, outlen,
+					     "error: reload: permission denied: only root may reload\n");
+	}
+	rc = daemon_reload(cl->c->d, out);
+	if (*out != NULL) {
+		*outlen = strlen(*out);
+		return 0;
+	}
+	/* No memory for the full answer: at least say how it ended. */
+	return control_answer_string(out, outlen, "%s\n", rc == 0 ? "reloaded" :
+				     rc == -EIO ? "error: reload: a session could not start (see the log)" :
+				     "error: reload failed (see the log)");
+}
+
 /* The request is line[0, len): answer it and close after the write. */
 static void control_respond(struct control_client *cl, size_t len)
 {
 	uv_buf_t b;
-	int rc;
+	int rc, reload;
 
 	uv_read_stop((uv_stream_t *)&cl->pipe);
 	cl->answered = true;
-	if (control_answer(&cl->answer, &b.len, cl->c->d, cl->line, len, util_now_ms()) < 0) {
+	reload = control_reload_words(cl->line, len);
+	if (reload != 0)
+		rc = control_answer_reload(cl, &cl->answer, &b.len, reload);
+	else
+		rc = control_answer(&cl->answer, &b.len, cl->c->d, cl->line, len, util_now_ms());
+	if (rc < 0) {
 		log_warnx("control: out of memory for an answer");
 		control_client_close(cl);
 		return;

@@ -196,8 +196,8 @@ static bool daemon_check_load(struct daemon *d, uint8_t *msg, size_t len, uint32
 static struct session *daemon_session_by_key(struct daemon *d, const uint8_t pub[KEY_LEN])
 {
 	for (unsigned i = 0; i < d->nsessions; i++)
-		if (sodium_memcmp(d->sessions[i].cs->public_key, pub, KEY_LEN) == 0)
-			return &d->sessions[i];
+		if (sodium_memcmp(d->sessions[i]->cs->public_key, pub, KEY_LEN) == 0)
+			return d->sessions[i];
 	return NULL;
 }
 
@@ -336,6 +336,25 @@ static void daemon_on_udp(uv_poll_t *h, int status, int events)
 
 /* ------------------------------------------------------------ timers, signals */
 
+/* Free the sessions a reload stopped once nothing of theirs is pending
+ * (`all`: at shutdown, after the loop ran for the last time). */
+static void daemon_reap_retired(struct daemon *d, bool all)
+{
+	struct session **p = &d->retired;
+
+	while (*p != NULL) {
+		struct session *s = *p;
+		if (!all && !session_idle(s)) {
+			p = &s->retired_next;
+			continue;
+		}
+		*p = s->retired_next;
+		log_debug("%s: stopped by reload, released", s->name);
+		session_free(s);
+		free(s);
+	}
+}
+
 static void daemon_on_tick(uv_timer_t *t)
 {
 	struct daemon *d = container_of(t, struct daemon, tick);
@@ -343,8 +362,10 @@ static void daemon_on_tick(uv_timer_t *t)
 
 	d->handshakes_this_tick = 0;
 	for (unsigned i = 0; i < d->nsessions; i++)
-		session_tick(&d->sessions[i], now);
+		session_tick(d->sessions[i], now);
 	daemon_flush(d);
+	if (d->retired != NULL)
+		daemon_reap_retired(d, false);
 }
 
 static void daemon_on_signal(uv_signal_t *h, int signum)
@@ -352,7 +373,8 @@ static void daemon_on_signal(uv_signal_t *h, int signum)
 	struct daemon *d = h->data;
 
 	if (signum == SIGHUP) {
-		log_warnx("SIGHUP: reloading the configuration is not supported yet; restart saltun to apply changes");
+		log_info("SIGHUP: reloading %s", d->config_path);
+		(void)daemon_reload(d, NULL); /* it logged the outcome */
 		return;
 	}
 	log_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -362,26 +384,37 @@ static void daemon_on_signal(uv_signal_t *h, int signum)
 
 /* ------------------------------------------------------------ startup, shutdown */
 
-static int daemon_open_sockets(struct daemon *d)
+/* Open a UDP socket and start reading it.  0 or -errno. */
+static int daemon_sock_add(struct daemon *d, const struct sockaddr *sa, bool listening)
 {
+	struct udp_sock *u = &d->socks[d->nsocks];
 	int rc;
-	char addr[UTIL_ADDRSTRLEN];
-	bool have4 = false, have6 = false, need4 = false, need6 = false;
 
-	for (unsigned i = 0; i < d->conf.global.nlisten; i++) {
-		const struct sockaddr *sa = (const struct sockaddr *)&d->conf.global.listen[i];
-		rc = udp_sock_open(&d->socks[d->nsocks], d, sa, true);
-		if (rc < 0) {
-			log_warnx("cannot listen on %s: %s", util_sockaddr_str(sa, addr, sizeof(addr)),
-				  strerror(-rc));
-			return rc;
-		}
-		log_info("listening on %s (udp)", util_sockaddr_str(sa, addr, sizeof(addr)));
-		have4 |= sa->sa_family == AF_INET;
-		have6 |= sa->sa_family == AF_INET6;
-		d->nsocks++;
+	if (d->nsocks == DAEMON_MAX_SOCKS)
+		return -ENOSPC;
+	if ((rc = udp_sock_open(u, d, sa, listening)) < 0)
+		return rc;
+	if ((rc = uv_poll_init(&d->loop, &u->poll, u->fd)) < 0) {
+		udp_sock_close(u);
+		return rc;
 	}
-	/* Dial-out sessions of a family we do not listen on get an ephemeral socket. */
+	u->polling = true;
+	uv_poll_start(&u->poll, UV_READABLE, daemon_on_udp);
+	d->nsocks++;
+	return 0;
+}
+
+/* Dial-out sessions of a family no socket serves get an ephemeral socket:
+ * at startup, and on reload for the sessions it adds. */
+static void daemon_open_dial_sockets(struct daemon *d)
+{
+	bool have4 = false, have6 = false, need4 = false, need6 = false;
+	int rc;
+
+	for (unsigned i = 0; i < d->nsocks; i++) {
+		have4 |= d->socks[i].family == AF_INET;
+		have6 |= d->socks[i].family == AF_INET6;
+	}
 	for (unsigned i = 0; i < d->conf.nsessions; i++) {
 		const struct conf_session *cs = &d->conf.sessions[i];
 		if (!cs->has_endpoint)
@@ -395,28 +428,304 @@ static int daemon_open_sockets(struct daemon *d)
 	}
 	struct sockaddr_in any4 = { .sin_family = AF_INET };
 	struct sockaddr_in6 any6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
-	if (need4 && !have4) {
-		rc = udp_sock_open(&d->socks[d->nsocks], d, (struct sockaddr *)&any4, false);
-		if (rc == 0)
-			d->nsocks++;
-		else
-			log_warnx("cannot open an IPv4 UDP socket: %s", strerror(-rc));
-	}
-	if (need6 && !have6) {
-		rc = udp_sock_open(&d->socks[d->nsocks], d, (struct sockaddr *)&any6, false);
-		if (rc == 0)
-			d->nsocks++;
-		else
-			log_debug("no IPv6 UDP socket: %s", strerror(-rc));
-	}
-	for (unsigned i = 0; i < d->nsocks; i++) {
-		struct udp_sock *u = &d->socks[i];
-		if ((rc = uv_poll_init(&d->loop, &u->poll, u->fd)) < 0)
+	if (need4 && !have4 && (rc = daemon_sock_add(d, (struct sockaddr *)&any4, false)) < 0)
+		log_warnx("cannot open an IPv4 UDP socket: %s", strerror(-rc));
+	if (need6 && !have6 && (rc = daemon_sock_add(d, (struct sockaddr *)&any6, false)) < 0)
+		log_debug("no IPv6 UDP socket: %s", strerror(-rc));
+}
+
+static int daemon_open_sockets(struct daemon *d)
+{
+	int rc;
+	char addr[UTIL_ADDRSTRLEN];
+
+	for (unsigned i = 0; i < d->conf.global.nlisten; i++) {
+		const struct sockaddr *sa = (const struct sockaddr *)&d->conf.global.listen[i];
+		rc = daemon_sock_add(d, sa, true);
+		if (rc < 0) {
+			log_warnx("cannot listen on %s: %s", util_sockaddr_str(sa, addr, sizeof(addr)),
+				  strerror(-rc));
 			return rc;
-		u->polling = true;
-		uv_poll_start(&u->poll, UV_READABLE, daemon_on_udp);
+		}
+		log_info("listening on %s (udp)", util_sockaddr_str(sa, addr, sizeof(addr)));
 	}
+	daemon_open_dial_sockets(d);
 	return 0;
+}
+
+/* Packet slots fit the largest packet of any session of `c` (and at least
+ * a 1500-byte one), with the data header in front and padding and tag
+ * behind. */
+static size_t daemon_slot_size(const struct conf *c)
+{
+	size_t max_packet = 1500;
+
+	for (unsigned i = 0; i < c->nsessions; i++) {
+		const struct conf_session *cs = &c->sessions[i];
+		size_t mp = (cs->mtu ? cs->mtu : 1420) + 14;
+		if (mp > max_packet)
+			max_packet = mp;
+	}
+	return WIRE_DATA_HEADER_LEN + max_packet + WIRE_PADDING + NOISE_TAG_LEN;
+}
+
+/* ------------------------------------------------------------ reload */
+
+static bool daemon_str_same(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/* Every field of struct conf_session but `line` (where the section sits is
+ * not configuration).  A field added there must be compared here, or a
+ * reload keeps running a session whose config changed. */
+bool daemon_reload_session_same(const struct conf_session *a, const struct conf_session *b)
+{
+	return strcmp(a->name, b->name) == 0 && a->has_public_key == b->has_public_key &&
+	       sodium_memcmp(a->public_key, b->public_key, KEY_LEN) == 0 &&
+	       a->has_preshared_key == b->has_preshared_key &&
+	       sodium_memcmp(a->preshared_key, b->preshared_key, KEY_LEN) == 0 &&
+	       a->has_endpoint == b->has_endpoint &&
+	       strcmp(a->endpoint.host, b->endpoint.host) == 0 && a->endpoint.port == b->endpoint.port &&
+	       a->endpoint.is_literal == b->endpoint.is_literal &&
+	       (!a->endpoint.is_literal ||
+		util_sockaddr_equal((const struct sockaddr *)&a->endpoint.addr,
+				    (const struct sockaddr *)&b->endpoint.addr)) &&
+	       a->transport == b->transport && a->type == b->type &&
+	       strcmp(a->device, b->device) == 0 && a->mtu == b->mtu &&
+	       strcmp(a->bridge, b->bridge) == 0 && a->keepalive == b->keepalive &&
+	       a->speed_in_kbit == b->speed_in_kbit && a->speed_out_kbit == b->speed_out_kbit &&
+	       daemon_str_same(a->up, b->up) && daemon_str_same(a->down, b->down) &&
+	       daemon_str_same(a->connect, b->connect) &&
+	       daemon_str_same(a->disconnect, b->disconnect) && a->hook_timeout == b->hook_timeout;
+}
+
+/* The identity and the sockets are made once, before any session; the
+ * user and group are for a privilege drop that cannot be undone; the
+ * control path is the socket this request may have come in on. */
+const char *daemon_reload_refused_key(const struct conf_global *a, const struct conf_global *b)
+{
+	if (a->has_private_key != b->has_private_key ||
+	    sodium_memcmp(a->private_key, b->private_key, KEY_LEN) != 0)
+		return "private_key";
+	if (a->nlisten != b->nlisten)
+		return "listen";
+	for (unsigned i = 0; i < a->nlisten; i++)
+		if (!util_sockaddr_equal((const struct sockaddr *)&a->listen[i],
+					 (const struct sockaddr *)&b->listen[i]))
+			return "listen";
+	if (strcmp(a->user, b->user) != 0)
+		return "user";
+	if (strcmp(a->group, b->group) != 0)
+		return "group";
+	if (strcmp(a->control, b->control) != 0)
+		return "control";
+	return NULL;
+}
+
+static struct session *daemon_session_by_name(struct daemon *d, const char *name)
+{
+	for (unsigned i = 0; i < d->nsessions; i++)
+		if (strcmp(d->sessions[i]->name, name) == 0)
+			return d->sessions[i];
+	return NULL;
+}
+
+static bool daemon_conf_has_session(const struct conf *c, const char *name)
+{
+	for (unsigned i = 0; i < c->nsessions; i++)
+		if (strcmp(c->sessions[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* New packet buffers with larger slots, allocated before the old ones go
+ * so that a failure leaves the daemon as it was.  Between callbacks the tx
+ * batch is empty (every callback flushes), so nothing queued is lost. */
+static int daemon_grow_slots(struct daemon *d, size_t slot_size)
+{
+	struct udp_batch rx, tx;
+
+	if (udp_batch_init(&rx, slot_size) < 0)
+		return -ENOMEM;
+	if (udp_batch_init(&tx, slot_size) < 0) {
+		udp_batch_free(&rx);
+		return -ENOMEM;
+	}
+	daemon_flush(d);
+	udp_batch_free(&d->rx);
+	udp_batch_free(&d->tx);
+	d->rx = rx;
+	d->tx = tx;
+	d->slot_size = slot_size;
+	return 0;
+}
+
+/* Apply a config that loaded without errors: takes `nc` (freed or made the
+ * daemon's).  Everything that can fail is allocated before the first
+ * session stops, so a refusal changes nothing. */
+static int daemon_reload_apply(struct daemon *d, struct conf *nc, FILE *out)
+{
+	const char *key = daemon_reload_refused_key(&d->conf.global, &nc->global);
+	unsigned n = nc->nsessions, nfresh = 0, removed = 0, restarted = 0, failed = 0;
+	struct session **table = NULL;
+	bool *fresh = NULL;
+	struct conf old;
+
+	if (key != NULL) {
+		log_warnx("reload: '%s' changed: restart saltun to apply", key);
+		fprintf(out, "error: reload: '%s' changed: restart saltun to apply\n", key);
+		conf_free(nc);
+		return -EINVAL;
+	}
+	table = calloc(n ? n : 1, sizeof(*table));
+	fresh = calloc(n ? n : 1, sizeof(*fresh));
+	if (table == NULL || fresh == NULL)
+		goto nomem;
+	for (unsigned i = 0; i < n; i++) {
+		struct session *s = daemon_session_by_name(d, nc->sessions[i].name);
+		/* One whose device could not be created gets another try. */
+		if (s != NULL && s->dev_open && daemon_reload_session_same(s->cs, &nc->sessions[i])) {
+			table[i] = s;
+			continue;
+		}
+		fresh[i] = true;
+		nfresh++;
+		if ((table[i] = malloc(sizeof(*table[i]))) == NULL)
+			goto nomem;
+	}
+	if (daemon_slot_size(nc) > d->slot_size && daemon_grow_slots(d, daemon_slot_size(nc)) < 0)
+		goto nomem;
+
+	/* Stop what goes away or changes before anything starts: a changed
+	 * session's successor takes the same device name and public key.  Its
+	 * disconnect and down hooks run here, synchronously, as on shutdown. */
+	for (unsigned i = 0; i < d->nsessions; i++) {
+		struct session *s = d->sessions[i];
+		bool kept = false;
+		for (unsigned j = 0; j < n && !kept; j++)
+			kept = !fresh[j] && table[j] == s;
+		if (kept)
+			continue;
+		bool changed = daemon_conf_has_session(nc, s->name);
+		log_info("%s: %s by reload: %s", s->name, changed ? "changed" : "removed",
+			 changed ? "restarting" : "stopping");
+		session_stop(s);
+		/* Its config is freed below; a stopped session never reads it. */
+		s->cs = NULL;
+		s->retired_next = d->retired;
+		d->retired = s;
+		if (changed)
+			restarted++;
+		else
+			removed++;
+	}
+
+	old = d->conf;
+	d->conf = *nc;
+	memset(nc, 0, sizeof(*nc));
+	for (unsigned i = 0; i < n; i++)
+		if (!fresh[i])
+			table[i]->cs = &d->conf.sessions[i];
+	free(d->sessions);
+	d->sessions = table;
+	d->nsessions = n;
+	/* Every session points into the new config now. */
+	conf_free(&old);
+
+	daemon_open_dial_sockets(d);
+	for (unsigned i = 0; i < n; i++) {
+		if (!fresh[i])
+			continue;
+		session_init(table[i], d, &d->conf.sessions[i]);
+		if (session_start(table[i]) < 0) {
+			failed++;
+			fprintf(out, "error: reload: session '%s' could not start (see the log)\n",
+				table[i]->name);
+		}
+	}
+	free(fresh);
+
+	log_init("saltun", d->log_sink_forced ? LOG_SINK_SYSLOG : d->conf.global.log_sink,
+		 d->log_level_forced ? LOG_LEVEL_DEBUG : d->conf.global.log_level);
+	log_info("reloaded %s: %u added, %u removed, %u restarted, %u unchanged", d->config_path,
+		 nfresh - restarted, removed, restarted, n - nfresh);
+	fprintf(out, "reloaded %s: %u added, %u removed, %u restarted, %u unchanged\n",
+		d->config_path, nfresh - restarted, removed, restarted, n - nfresh);
+	return failed > 0 ? -EIO : 0;
+
+nomem:
+	for (unsigned i = 0; table != NULL && fresh != NULL && i < n; i++)
+		if (fresh[i])
+			free(table[i]);
+	free(table);
+	free(fresh);
+	conf_free(nc);
+	log_warnx("reload: out of memory: nothing changed");
+	fprintf(out, "error: reload: out of memory: nothing changed\n");
+	return -ENOMEM;
+}
+
+int daemon_reload(struct daemon *d, char **answer)
+{
+	char *diag = NULL, *text = NULL;
+	size_t diaglen = 0, textlen = 0;
+	FILE *df = NULL, *out = NULL;
+	struct conf nc;
+	unsigned errors;
+	int rc = -ENOMEM;
+
+	if (answer != NULL)
+		*answer = NULL;
+	if ((df = open_memstream(&diag, &diaglen)) == NULL ||
+	    (out = open_memstream(&text, &textlen)) == NULL) {
+		log_warnx("reload: out of memory: nothing changed");
+		goto done;
+	}
+	/* The same rules as `saltun check`: a config with errors changes nothing. */
+	errors = conf_load(&nc, d->config_path, df);
+	if (fclose(df) != 0) {
+		df = NULL;
+		if (errors == 0)
+			conf_free(&nc);
+		log_warnx("reload: out of memory: nothing changed");
+		goto done;
+	}
+	df = NULL;
+	/* Every diagnostic, warnings too, goes to the log. */
+	for (char *line = diag, *nl; line != NULL && *line != '\0'; line = nl != NULL ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		log_warnx("reload: %.*s", nl != NULL ? (int)(nl - line) : (int)strlen(line), line);
+	}
+	if (errors > 0) {
+		log_warnx("reload: %u error%s in %s: nothing changed", errors, errors == 1 ? "" : "s",
+			  d->config_path);
+		fprintf(out, "error: reload: %u error%s in %s: nothing changed\n", errors,
+			errors == 1 ? "" : "s", d->config_path);
+		rc = -EINVAL;
+	} else {
+		rc = daemon_reload_apply(d, &nc, out);
+	}
+	/* The client sees the outcome first, then what `saltun check` would say. */
+	if (diag != NULL)
+		fputs(diag, out);
+	/* Without memory for the answer the reload still happened: the
+	 * caller answers from rc alone. */
+	if (fclose(out) == 0 && answer != NULL) {
+		*answer = text;
+		text = NULL;
+	}
+	out = NULL;
+done:
+	if (df != NULL)
+		fclose(df);
+	if (out != NULL)
+		fclose(out);
+	free(diag);
+	free(text);
+	return rc;
 }
 
 static void daemon_close_walk(uv_handle_t *h, void *arg)
@@ -430,9 +739,9 @@ static void daemon_shutdown(struct daemon *d)
 	/* First: nobody reads status from a daemon that is taking itself apart. */
 	control_close(d);
 	for (unsigned i = 0; i < d->nsessions; i++)
-		session_stop(&d->sessions[i]);
+		session_stop(d->sessions[i]);
 	for (unsigned i = 0; i < d->nsessions; i++)
-		session_free(&d->sessions[i]);
+		session_free(d->sessions[i]);
 	/* TCP connections free their memory in their close callbacks. */
 	tcp_transport_close(d);
 	/* Let hooks started just before the stop finish or be killed. */
@@ -445,7 +754,12 @@ static void daemon_shutdown(struct daemon *d)
 	udp_batch_free(&d->rx);
 	udp_batch_free(&d->tx);
 	free(d->index_buckets);
+	/* Only now: the loop ran every close callback of their handles. */
+	for (unsigned i = 0; i < d->nsessions; i++)
+		free(d->sessions[i]);
 	free(d->sessions);
+	daemon_reap_retired(d, true);
+	free(d->config_path);
 	sodium_memzero(d->static_priv, sizeof(d->static_priv));
 	sodium_memzero(&d->cookies, sizeof(d->cookies));
 	conf_free(&d->conf);
@@ -456,7 +770,6 @@ int daemon_run(const struct daemon_options *o)
 	struct daemon *d;
 	unsigned errors;
 	int rc, status = 1;
-	size_t max_packet = 0;
 
 	d = calloc(1, sizeof(*d));
 	if (d == NULL)
@@ -470,8 +783,14 @@ int daemon_run(const struct daemon_options *o)
 		free(d);
 		return 1;
 	}
+	d->log_sink_forced = o->detach;
+	d->log_level_forced = o->verbosity > 0;
 	log_init("saltun", o->detach ? LOG_SINK_SYSLOG : d->conf.global.log_sink,
 		 o->verbosity > 0 ? LOG_LEVEL_DEBUG : d->conf.global.log_level);
+	/* Reload reads the file again after daemon(3) moved us to "/". */
+	d->config_path = realpath(o->config_path, NULL);
+	if (d->config_path == NULL && (d->config_path = strdup(o->config_path)) == NULL)
+		fatal("strdup");
 	if (d->conf.nsessions == 0)
 		log_warnx("%s: no sessions configured", o->config_path);
 	if (o->detach && daemon(0, 0) < 0)
@@ -496,16 +815,9 @@ int daemon_run(const struct daemon_options *o)
 		fatalx("uv_loop_init: %s", uv_strerror(rc));
 	signal(SIGPIPE, SIG_IGN);
 
-	/* Buffers sized for the largest packet of any session, allocated once. */
-	for (unsigned i = 0; i < d->conf.nsessions; i++) {
-		const struct conf_session *cs = &d->conf.sessions[i];
-		size_t mp = (cs->mtu ? cs->mtu : 1420) + 14;
-		if (mp > max_packet)
-			max_packet = mp;
-	}
-	if (max_packet < 1500)
-		max_packet = 1500;
-	d->slot_size = WIRE_DATA_HEADER_LEN + max_packet + WIRE_PADDING + NOISE_TAG_LEN;
+	/* Buffers sized for the largest packet of any session, allocated once
+	 * (again only when a reload raises an mtu beyond them). */
+	d->slot_size = daemon_slot_size(&d->conf);
 	/* Received datagrams may be as large as any message; drop the oversized. */
 	if (udp_batch_init(&d->rx, d->slot_size) < 0 || udp_batch_init(&d->tx, d->slot_size) < 0)
 		fatal("cannot allocate packet buffers");
@@ -523,13 +835,16 @@ int daemon_run(const struct daemon_options *o)
 		goto out;
 	if (tcp_transport_open(d) < 0)
 		fatal("cannot allocate TCP buffers");
-	for (unsigned i = 0; i < d->conf.nsessions; i++, d->nsessions++)
-		session_init(&d->sessions[i], d, &d->conf.sessions[i]);
+	for (unsigned i = 0; i < d->conf.nsessions; i++, d->nsessions++) {
+		if ((d->sessions[i] = malloc(sizeof(*d->sessions[i]))) == NULL)
+			fatal("malloc");
+		session_init(d->sessions[i], d, &d->conf.sessions[i]);
+	}
 	/* A session whose device cannot be created is logged and left out;
 	 * the others serve. */
 	unsigned started = 0;
 	for (unsigned i = 0; i < d->nsessions; i++)
-		if (session_start(&d->sessions[i]) == 0)
+		if (session_start(d->sessions[i]) == 0)
 			started++;
 	if (started == 0 && d->nsessions > 0) {
 		log_warnx("no session could start");

@@ -41,8 +41,16 @@ struct daemon {
 	uint8_t mac1_key[32];                /* ours: mac1 of messages sent to us */
 	struct wire_cookie_checker cookies;
 
-	struct session *sessions;
+	/* One allocation per session, in config order: handles are embedded
+	 * in a session and index entries and hook callbacks point at it, so a
+	 * reload that changes the table never moves one. */
+	struct session **sessions;
 	unsigned nsessions;
+	/* Stopped by a reload, freed by the tick once session_idle(). */
+	struct session *retired;
+	char *config_path;                   /* absolute: daemon(3) moves us to "/" */
+	bool log_level_forced;               /* -v given: reload keeps debug */
+	bool log_sink_forced;                /* -d given: reload keeps syslog */
 
 	struct udp_sock socks[DAEMON_MAX_SOCKS];
 	unsigned nsocks;
@@ -70,6 +78,27 @@ struct daemon {
 /* Load the config, bring every session up and serve until SIGINT/SIGTERM.
  * Returns the process exit status (0 clean stop, 1 error). */
 int daemon_run(const struct daemon_options *o);
+
+/*
+ * Reload (SIGHUP, the control request "reload"): re-read the config file
+ * the daemon started with.  A config with errors, or one that changes a
+ * [global] key only a restart can apply, changes nothing.  Otherwise
+ * sessions are matched by name: added ones start, removed ones stop,
+ * changed ones (any key differs) stop and start again, unchanged ones keep
+ * their device, keys, endpoint and counters.  log and log_level apply live.
+ * What happened is logged; when `answer` is not NULL it also gets it as
+ * text for the control client (malloc'd, lines ending in "\n"; a refusal
+ * starts with "error: ", followed by the config's diagnostics).
+ * 0, -EINVAL (refused: nothing changed), -EIO (applied, but a session could
+ * not start) or -ENOMEM (nothing changed).
+ */
+int daemon_reload(struct daemon *d, char **answer);
+/* Pure halves of reload, for tests.  Same config for a session: every key
+ * equal (its line in the file does not count). */
+bool daemon_reload_session_same(const struct conf_session *a, const struct conf_session *b);
+/* The first [global] key that differs and that only a restart can apply
+ * ("private_key", "listen", "user", "group", "control"), or NULL. */
+const char *daemon_reload_refused_key(const struct conf_global *a, const struct conf_global *b);
 
 /* Receiver-index table.  `index` 0 picks a new random one; a given index
  * is kept when it is free (a keypair inherits its handshake's index, which

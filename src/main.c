@@ -46,6 +46,7 @@ static int cmd_genpsk(const struct command *cmd, int argc, char **argv);
 static int cmd_check(const struct command *cmd, int argc, char **argv);
 static int cmd_run(const struct command *cmd, int argc, char **argv);
 static int cmd_status(const struct command *cmd, int argc, char **argv);
+static int cmd_reload(const struct command *cmd, int argc, char **argv);
 static int cmd_help(const struct command *cmd, int argc, char **argv);
 
 static const struct command commands[] = {
@@ -66,6 +67,12 @@ static const struct command commands[] = {
 	  "  -s, --socket SOCKET      the control socket itself\n"
 	  "                           (default as the config says, else " CONTROL_DEFAULT_PATH ")\n"
 	  "  -j, --json               one JSON document (schema in saltun(8))\n" },
+	{ "reload", cmd_reload, "[-c FILE | -s SOCKET]",
+	  "Make the running daemon re-read its configuration (as SIGHUP does)",
+	  "  -c, --config FILE        read the control socket path from FILE\n"
+	  "                           (default " MAIN_DEFAULT_CONFIG ")\n"
+	  "  -s, --socket SOCKET      the control socket itself\n"
+	  "                           (default as the config says, else " CONTROL_DEFAULT_PATH ")\n" },
 	{ "genkey", cmd_genkey, "", "Print a new private key (base64)", NULL },
 	{ "pubkey", cmd_pubkey, "", "Read a private key on stdin, print its public key", NULL },
 	{ "genpsk", cmd_genpsk, "", "Print a new preshared key (base64)", NULL },
@@ -350,10 +357,70 @@ static bool status_name_valid(const char *s)
 	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
 }
 
-/* A client of the control socket (protocol in saltun(8)): the path from -s,
+/*
+ * A client of the control socket (protocol in saltun(8)): the path from -s,
  * else from the config's `control` (read without the keys, so group
  * members who may not read the private key can still ask), else the
- * default. */
+ * default.  Sends `request`; the answer goes to stdout, or to stderr with
+ * exit status 1 when it is a refusal ("error: ...").
+ */
+static int control_ask(const struct command *cmd, const char *config, const char *sock,
+		       const char *request)
+{
+	char path[sizeof(((struct conf_global *)0)->control)];
+	char *answer = NULL;
+	size_t len;
+	FILE *f;
+	int rc;
+
+	if (sock != NULL) {
+		if (strlen(sock) >= sizeof(path))
+			return usage_fail(cmd, "socket path longer than %zu characters", sizeof(path) - 1);
+		snprintf(path, sizeof(path), "%s", sock);
+	} else {
+		snprintf(path, sizeof(path), "%s", CONTROL_DEFAULT_PATH);
+		f = fopen(config != NULL ? config : MAIN_DEFAULT_CONFIG, "re");
+		if (f == NULL && config != NULL) {
+			fprintf(stderr, "saltun %s: cannot read %s: %s\n", cmd->name, config, strerror(errno));
+			return 1;
+		}
+		/* Without -c, a missing or unreadable default config means the
+		 * default socket. */
+		if (f != NULL) {
+			(void)control_path_from_conf(path, sizeof(path), f);
+			fclose(f);
+		}
+	}
+
+	rc = control_query(&answer, &len, path, request);
+	if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		fprintf(stderr, "saltun %s: cannot connect to %s: %s \u2014 is saltun running?\n",
+			cmd->name, path, strerror(-rc));
+		return 1;
+	}
+	if (rc == -EACCES || rc == -EPERM) {
+		fprintf(stderr, "saltun %s: cannot connect to %s: %s \u2014 only root and group "
+				"%s may ask\n", cmd->name, path, strerror(-rc), CONTROL_GROUP);
+		return 1;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "saltun %s: %s: %s\n", cmd->name, path, strerror(-rc));
+		return 1;
+	}
+	if (strncmp(answer, "error:", 6) == 0) {
+		fprintf(stderr, "saltun %s: %s", cmd->name, answer);
+		free(answer);
+		return 1;
+	}
+	rc = 0;
+	if (fwrite(answer, 1, len, stdout) != len || fflush(stdout) != 0) {
+		fprintf(stderr, "saltun %s: cannot write to stdout: %s\n", cmd->name, strerror(errno));
+		rc = 1;
+	}
+	free(answer);
+	return rc;
+}
+
 static int cmd_status(const struct command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -364,13 +431,9 @@ static int cmd_status(const struct command *cmd, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL, *sock = NULL, *session = NULL;
-	char path[sizeof(((struct conf_global *)0)->control)];
 	char request[64];
-	char *answer = NULL;
-	size_t len;
 	bool json = false;
-	FILE *f;
-	int c, rc;
+	int c;
 
 	optind = 0;
 	while ((c = command_getopt(cmd, argc, argv, "+:c:s:jh", longopts)) != -1) {
@@ -393,54 +456,38 @@ static int cmd_status(const struct command *cmd, int argc, char **argv)
 					  session, CONF_NAME_MAX);
 	}
 
-	if (sock != NULL) {
-		if (strlen(sock) >= sizeof(path))
-			return usage_fail(cmd, "socket path longer than %zu characters", sizeof(path) - 1);
-		snprintf(path, sizeof(path), "%s", sock);
-	} else {
-		snprintf(path, sizeof(path), "%s", CONTROL_DEFAULT_PATH);
-		f = fopen(config != NULL ? config : MAIN_DEFAULT_CONFIG, "re");
-		if (f == NULL && config != NULL) {
-			fprintf(stderr, "saltun status: cannot read %s: %s\n", config, strerror(errno));
-			return 1;
-		}
-		/* Without -c, a missing or unreadable default config means the
-		 * default socket. */
-		if (f != NULL) {
-			(void)control_path_from_conf(path, sizeof(path), f);
-			fclose(f);
-		}
-	}
-
 	snprintf(request, sizeof(request), "status%s%s%s", json ? " json" : "",
 		 session != NULL ? " " : "", session != NULL ? session : "");
-	rc = control_query(&answer, &len, path, request);
-	if (rc == -ENOENT || rc == -ECONNREFUSED) {
-		fprintf(stderr, "saltun status: cannot connect to %s: %s \u2014 is saltun running?\n",
-			path, strerror(-rc));
-		return 1;
+	return control_ask(cmd, config, sock, request);
+}
+
+/* Re-reading happens in the daemon, with the rules of `saltun check`: a
+ * refusal comes back as the answer (its first line "error: ..."). */
+static int cmd_reload(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL, *sock = NULL;
+	int c;
+
+	optind = 0;
+	while ((c = command_getopt(cmd, argc, argv, "+:c:s:h", longopts)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 's': sock = optarg; break;
+		case 'h': command_usage_print(cmd, stdout); return 0;
+		default: return 1;
+		}
 	}
-	if (rc == -EACCES || rc == -EPERM) {
-		fprintf(stderr, "saltun status: cannot connect to %s: %s \u2014 only root and group "
-				"%s may ask\n", path, strerror(-rc), CONTROL_GROUP);
-		return 1;
-	}
-	if (rc < 0) {
-		fprintf(stderr, "saltun status: %s: %s\n", path, strerror(-rc));
-		return 1;
-	}
-	if (strncmp(answer, "error:", 6) == 0) {
-		fprintf(stderr, "saltun status: %s", answer);
-		free(answer);
-		return 1;
-	}
-	rc = 0;
-	if (fwrite(answer, 1, len, stdout) != len || fflush(stdout) != 0) {
-		fprintf(stderr, "saltun status: cannot write to stdout: %s\n", strerror(errno));
-		rc = 1;
-	}
-	free(answer);
-	return rc;
+	if (config != NULL && sock != NULL)
+		return usage_fail(cmd, "give either -c or -s, not both");
+	if (optind < argc)
+		return usage_fail(cmd, "unexpected argument '%s'", argv[optind]);
+	return control_ask(cmd, config, sock, "reload");
 }
 
 static int cmd_help(const struct command *cmd, int argc, char **argv)

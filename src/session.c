@@ -143,7 +143,10 @@ int session_init(struct session *s, struct daemon *d, const struct conf_session 
 
 enum session_state session_state(const struct session *s)
 {
-	if (s->current != NULL && s->current->valid)
+	/* Up only while the current keys may still be used: past
+	 * REJECT_AFTER_TIME they are dead even before they are wiped. */
+	if (s->current != NULL && s->current->valid &&
+	    util_now_ms() - s->current->birth_ms < s->tcfg.reject_after_ms)
 		return SESSION_UP;
 	if (s->hs.state != NOISE_HS_EMPTY || s->timers.handshake_attempts_start != 0)
 		return SESSION_HANDSHAKING;
@@ -416,11 +419,39 @@ static void session_staged_drop(struct session *s, enum session_drop why)
 	s->staged_mem = NULL;
 }
 
+static void session_on_closed(uv_handle_t *h)
+{
+	struct session *s = h->data;
+
+	s->handles_closing--;
+}
+
+/* Close a handle embedded in s, counting it until its callback ran. */
+static void session_close_handle(struct session *s, uv_handle_t *h)
+{
+	h->data = s;
+	s->handles_closing++;
+	uv_close(h, session_on_closed);
+}
+
+bool session_idle(const struct session *s)
+{
+	return s->hooks_running == 0 && s->handles_closing == 0 && !s->resolving;
+}
+
 void session_stop(struct session *s)
 {
 	s->stopping = true;
 	if (s->resolving)
 		uv_cancel((uv_req_t *)&s->resolver);
+	/* tcp_session_stop() would close the redial timer without a callback;
+	 * closed here, its close is counted, so a session stopped by reload is
+	 * not freed before libuv is done with the handle. */
+	if (s->redial_init) {
+		uv_timer_stop(&s->redial);
+		session_close_handle(s, (uv_handle_t *)&s->redial);
+		s->redial_init = false;
+	}
 	tcp_session_stop(s);
 	if (s->connected) {
 		s->connected = false;
@@ -430,7 +461,7 @@ void session_stop(struct session *s)
 		session_hook(s, HOOK_DOWN, true);
 	if (s->dev_polling) {
 		uv_poll_stop(&s->dev_poll);
-		uv_close((uv_handle_t *)&s->dev_poll, NULL);
+		session_close_handle(s, (uv_handle_t *)&s->dev_poll);
 		s->dev_polling = false;
 	}
 	if (s->dev_open) {

@@ -157,6 +157,11 @@ struct session {
 	struct shaper shape_in, shape_out;  /* network->device, device->network */
 	struct session_stats st;
 	struct ratelimit rl_auth, rl_hs, rl_inner;
+
+	/* Reload stops sessions while the loop runs: the stopped one waits in
+	 * the daemon's retired list until session_idle(), then is freed. */
+	unsigned handles_closing;       /* uv_close()d, close callback not yet run */
+	struct session *retired_next;
 };
 
 /* Set up from the config (no I/O yet).  0 or -errno. */
@@ -167,6 +172,11 @@ int session_start(struct session *s);
 void session_stop(struct session *s);
 /* Free what session_init allocated; wipe secrets. */
 void session_free(struct session *s);
+/* Nothing of a stopped session is pending: no hook running, no handle
+ * waiting for its close callback, no name lookup in flight.  Only then may
+ * its memory go (callbacks find the session through the handles embedded
+ * in it).  A stopped session never reads s->cs again. */
+bool session_idle(const struct session *s);
 
 enum session_state session_state(const struct session *s);
 

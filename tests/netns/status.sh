@@ -136,7 +136,7 @@ jq -e --arg pub "$(key_pub a)" --arg bpub "$(key_pub b)" '
 		.type == "tun" and .transport == "udp" and .endpoint == "192.0.2.2:5555" and
 		(.latest_handshake_seconds_ago | type) == "number" and
 		.rx_bytes > 0 and .rx_packets > 0 and .tx_bytes > 0 and .tx_packets > 0 and
-		.handshakes_completed >= 1 and (.drops | keys | length) == 11) and
+		.handshakes_completed >= 1 and (.drops | keys | length) == 12) and
 	(.sessions[1] | .state == "waiting" and .device == "tun1" and .endpoint == null and
 		.latest_handshake_seconds_ago == null and .rx_bytes == 0 and .tx_bytes == 0)
 ' "$T/status.json" >/dev/null || fail "status --json does not match: $(jq . "$T/status.json")"

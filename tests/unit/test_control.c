@@ -39,6 +39,7 @@ struct fixture {
 	struct daemon *d;
 	struct conf_session cs[3];
 	struct session s[3];
+	struct session *table[3];       /* d->sessions: one pointer per session */
 };
 
 static void sa4(struct sockaddr_storage *ss, const char *addr, uint16_t port)
@@ -108,6 +109,9 @@ static struct fixture *fixture_new(void)
 	sa4(&s[0].endpoint, "192.0.2.2", 5555);
 	s[0].has_endpoint = true;
 	s[0].kp[0].valid = true;
+	/* Keys made just now under real timers: the session counts as up. */
+	timer_config_init(&s[0].tcfg, 1, 0);
+	s[0].kp[0].birth_ms = util_now_ms();
 	s[0].current = &s[0].kp[0];
 	memset(&s[0].kp[0].keys, 0x77, sizeof(s[0].kp[0].keys));
 	s[0].timers.last_handshake_complete = NOW_MS - 125000;
@@ -130,7 +134,9 @@ static struct fixture *fixture_new(void)
 	s[2].st.handshake_attempts = 1;
 	s[2].st.hook_failures = 1;
 
-	d->sessions = s;
+	for (unsigned i = 0; i < 3; i++)
+		f->table[i] = &s[i];
+	d->sessions = f->table;
 	d->nsessions = 3;
 	return f;
 }
