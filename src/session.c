@@ -590,6 +590,9 @@ static struct keypair *session_keys_install(struct session *s, const struct nois
 	keypair_clear(s, kp);
 	if (s->next == kp)
 		s->next = NULL;
+	/* Keys replacing live keys: a rekey (the first keys are not one). */
+	if (s->current != NULL && s->current->valid)
+		s->st.rekeys++;
 	kp->keys = *keys;
 	kp->remote_index = remote_index;
 	kp->initiator = initiator;
