@@ -269,7 +269,7 @@ static void session_send_initiation(struct session *s, bool retry);
 static bool session_has_keys(const struct session *s);
 
 /* Use the next resolved address (IPv4 and IPv6 results in turn). */
-static void session_resolved_next(struct session *s)
+void session_resolved_next(struct session *s)
 {
 	char addr[UTIL_ADDRSTRLEN];
 
@@ -322,7 +322,7 @@ static void session_on_resolved(uv_getaddrinfo_t *req, int status, struct addrin
 }
 
 /* Resolve the endpoint's hostname, without blocking the loop. */
-static void session_resolve(struct session *s)
+void session_resolve(struct session *s)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM };
 	char port[8];

@@ -199,6 +199,11 @@ void session_consume_initiation(struct session *s, struct noise_handshake *hs,
  * connection has just come up: the handshake binds it). */
 void session_initiate(struct session *s);
 
+/* Hostname endpoints: look the name up (asynchronously; no-op for an
+ * address or while a lookup runs), and move to its next address. */
+void session_resolve(struct session *s);
+void session_resolved_next(struct session *s);
+
 /* Timer tick: do what is due. */
 void session_tick(struct session *s, uint64_t now);
 

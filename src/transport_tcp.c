@@ -83,8 +83,7 @@ static uint64_t tcp_scaled(const struct daemon *d, uint64_t ms, uint64_t floor)
 
 static bool tcp_session_dials(const struct session *s)
 {
-	return s->cs->transport == CONF_TRANSPORT_TCP && s->cs->has_endpoint &&
-	       s->cs->endpoint.is_literal;
+	return s->cs->transport == CONF_TRANSPORT_TCP && s->cs->has_endpoint;
 }
 
 /* One line per event a remote party can trigger, rate-limited. */
@@ -527,13 +526,28 @@ static void tcp_session_dial(struct session *s)
 
 	if (s->stopping || d->tcp.closed || s->dial != NULL || s->conn != NULL)
 		return;
+	if (!s->cs->endpoint.is_literal) {
+		/* A hostname: dial its next resolved address, and look it up
+		 * again on every attempt (dynamic DNS); with none known yet,
+		 * try again after the backoff. */
+		if (s->nresolved > 0)
+			session_resolved_next(s);
+		session_resolve(s);
+		if (!s->has_endpoint) {
+			tcp_session_redial_schedule(s);
+			return;
+		}
+	}
 	c = tcp_conn_new(d);
 	if (c == NULL) {
 		log_warnx("%s: no memory for a tcp connection", s->name);
 		tcp_session_redial_schedule(s);
 		return;
 	}
-	memcpy(&c->peer, &s->cs->endpoint.addr, sizeof(c->peer));
+	if (s->cs->endpoint.is_literal)
+		memcpy(&c->peer, &s->cs->endpoint.addr, sizeof(c->peer));
+	else
+		memcpy(&c->peer, &s->endpoint, sizeof(c->peer));
 	if ((rc = uv_tcp_init(&d->loop, &c->handle)) < 0) {
 		tcp_conn_close(c, NULL);
 		tcp_session_redial_schedule(s);
@@ -585,12 +599,8 @@ static void tcp_session_redial_schedule(struct session *s)
 
 void tcp_session_start(struct session *s)
 {
-	if (!tcp_session_dials(s)) {
-		if (s->cs->transport == CONF_TRANSPORT_TCP && s->cs->has_endpoint)
-			log_warnx("%s: endpoint %s is not an address: not dialing", s->name,
-				  s->cs->endpoint.host);
+	if (!tcp_session_dials(s))
 		return;
-	}
 	if (uv_timer_init(&s->d->loop, &s->redial) == 0)
 		s->redial_init = true;
 	s->redial_backoff_ms = 0;
