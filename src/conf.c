@@ -1548,3 +1548,139 @@ void conf_print(const struct conf *c, FILE *out)
 		}
 	}
 }
+
+/* ------------------------------------------------------------ transfer */
+
+/*
+ * A loaded config crosses from the privileged process to the network one
+ * (priv.c) as bytes: the same binary on both sides, so the plain structs
+ * go as they are; only the strings behind pointers are written after them.
+ * The reader still checks every length and every string it keeps.
+ */
+#define CONF_BLOB_MAGIC 0x53414c54u /* "SALT" */
+#define CONF_BLOB_NONE UINT32_MAX   /* a NULL hook */
+
+static void conf_blob_str(FILE *f, const char *s)
+{
+	uint32_t len = s != NULL ? (uint32_t)strlen(s) : CONF_BLOB_NONE;
+
+	fwrite(&len, sizeof(len), 1, f);
+	if (s != NULL)
+		fwrite(s, 1, len, f);
+}
+
+int conf_serialize(const struct conf *c, uint8_t **out, size_t *outlen)
+{
+	uint32_t head[2] = { CONF_BLOB_MAGIC, c->nsessions };
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (f == NULL)
+		return -ENOMEM;
+	fwrite(head, sizeof(head), 1, f);
+	conf_blob_str(f, c->path);
+	fwrite(&c->global, sizeof(c->global), 1, f);
+	for (unsigned i = 0; i < c->nsessions; i++) {
+		struct conf_session cs = c->sessions[i];
+		cs.up = cs.down = cs.connect = cs.disconnect = NULL;
+		fwrite(&cs, sizeof(cs), 1, f);
+		sodium_memzero(&cs, sizeof(cs));
+		conf_blob_str(f, c->sessions[i].up);
+		conf_blob_str(f, c->sessions[i].down);
+		conf_blob_str(f, c->sessions[i].connect);
+		conf_blob_str(f, c->sessions[i].disconnect);
+	}
+	if (ferror(f) != 0) {
+		fclose(f);
+		sodium_memzero(buf, len);
+		free(buf);
+		return -ENOMEM;
+	}
+	if (fclose(f) != 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	*out = (uint8_t *)buf;
+	*outlen = len;
+	return 0;
+}
+
+struct conf_blob_reader {
+	const uint8_t *p;
+	size_t left;
+};
+
+static bool conf_blob_take(struct conf_blob_reader *r, void *dst, size_t n)
+{
+	if (n > r->left)
+		return false;
+	memcpy(dst, r->p, n);
+	r->p += n;
+	r->left -= n;
+	return true;
+}
+
+/* A string of the blob: NULL stays NULL (true), a failure is false. */
+static bool conf_blob_take_str(struct conf_blob_reader *r, char **out)
+{
+	uint32_t len;
+
+	*out = NULL;
+	if (!conf_blob_take(r, &len, sizeof(len)))
+		return false;
+	if (len == CONF_BLOB_NONE)
+		return true;
+	if (len > r->left || memchr(r->p, '\0', len) != NULL || (*out = malloc(len + 1u)) == NULL)
+		return false;
+	memcpy(*out, r->p, len);
+	(*out)[len] = '\0';
+	r->p += len;
+	r->left -= len;
+	return true;
+}
+
+static bool conf_blob_terminated(const char *s, size_t size)
+{
+	return memchr(s, '\0', size) != NULL;
+}
+
+int conf_deserialize(struct conf *c, const uint8_t *blob, size_t len)
+{
+	struct conf_blob_reader r = { blob, len };
+	uint32_t head[2];
+
+	memset(c, 0, sizeof(*c));
+	if (!conf_blob_take(&r, head, sizeof(head)) || head[0] != CONF_BLOB_MAGIC ||
+	    head[1] > r.left / sizeof(struct conf_session))
+		return -EINVAL;
+	if (!conf_blob_take_str(&r, &c->path) || !conf_blob_take(&r, &c->global, sizeof(c->global)) ||
+	    c->global.nlisten > CONF_MAX_LISTEN ||
+	    !conf_blob_terminated(c->global.user, sizeof(c->global.user)) ||
+	    !conf_blob_terminated(c->global.group, sizeof(c->global.group)) ||
+	    !conf_blob_terminated(c->global.control, sizeof(c->global.control)))
+		goto bad;
+	if ((c->sessions = calloc(head[1] ? head[1] : 1, sizeof(*c->sessions))) == NULL)
+		goto bad;
+	for (uint32_t i = 0; i < head[1]; i++, c->nsessions++) {
+		struct conf_session *cs = &c->sessions[i];
+		if (!conf_blob_take(&r, cs, sizeof(*cs)))
+			goto bad;
+		cs->up = cs->down = cs->connect = cs->disconnect = NULL;
+		if (!conf_blob_terminated(cs->name, sizeof(cs->name)) ||
+		    !conf_blob_terminated(cs->device, sizeof(cs->device)) ||
+		    !conf_blob_terminated(cs->bridge, sizeof(cs->bridge)) ||
+		    !conf_blob_terminated(cs->endpoint.host, sizeof(cs->endpoint.host)) ||
+		    !conf_blob_take_str(&r, &cs->up) || !conf_blob_take_str(&r, &cs->down) ||
+		    !conf_blob_take_str(&r, &cs->connect) || !conf_blob_take_str(&r, &cs->disconnect)) {
+			c->nsessions++; /* its strings are freed with the rest */
+			goto bad;
+		}
+	}
+	if (r.left != 0)
+		goto bad;
+	return 0;
+bad:
+	conf_free(c);
+	return -EINVAL;
+}

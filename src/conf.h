@@ -87,6 +87,14 @@ unsigned conf_load(struct conf *out, const char *path, FILE *diag);
 unsigned conf_load_string(struct conf *out, const char *text, const char *name, FILE *diag);
 /* Free everything and wipe key material. */
 void conf_free(struct conf *c);
+/*
+ * A loaded config as bytes and back, for the privileged process to hand
+ * the network one a config it read (priv.c): same binary on both ends.
+ * conf_serialize: 0 or -ENOMEM, *out malloc'd (holds keys: wipe, free).
+ * conf_deserialize: 0 or -EINVAL (malformed; *c zeroed) or -ENOMEM.
+ */
+int conf_serialize(const struct conf *c, uint8_t **out, size_t *outlen);
+int conf_deserialize(struct conf *c, const uint8_t *blob, size_t len);
 /* Print the session table as `saltun check` shows it. */
 void conf_print(const struct conf *c, FILE *out);
 

@@ -8,6 +8,8 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1047,4 +1049,84 @@ Test(conf, load_file_missing, .init = tmp_setup, .fini = tmp_teardown)
 	snprintf(want, sizeof(want), "%s: cannot read: Is a directory\n", tmpdir);
 	cr_expect_str_eq(diag, want);
 	free(diag);
+}
+
+/* The privileged process hands a reloaded config to the network process
+ * as bytes (conf_serialize): every key survives, hooks included (NULL ones
+ * stay NULL), and a blob cut short or altered anywhere is refused. */
+Test(conf, serialize_round_trip_and_refusals)
+{
+	static const char text[] =
+		G
+		"user = nobody\n"
+		"control = /run/x/c.sock\n"
+		"[x]\n"
+		"public_key = " PEER_A "\n"
+		"preshared_key = " PEER_B "\n"
+		"endpoint = vpn.example.org:7000\n"
+		"type = tap\n"
+		"device = tap-x\n"
+		"bridge = br0\n"
+		"up = echo up %d\n"
+		"down = echo down\n"
+		"  continued\n"
+		"[y]\n"
+		"public_key = " PEER_C "\n"
+		"mtu = 1400\n";
+	struct conf c, back;
+	unsigned errors;
+	uint8_t *blob;
+	size_t len;
+	char *diag = load(&c, text, &errors);
+
+	cr_assert_eq(errors, 0, "%s", diag);
+	free(diag);
+	cr_assert_eq(conf_serialize(&c, &blob, &len), 0);
+	cr_assert_eq(conf_deserialize(&back, blob, len), 0);
+	cr_assert_str_eq(back.path, c.path);
+	cr_assert_eq(memcmp(&back.global, &c.global, sizeof(c.global)), 0);
+	cr_assert_eq(back.nsessions, 2);
+	for (unsigned i = 0; i < 2; i++) {
+		const struct conf_session *a = &c.sessions[i], *b = &back.sessions[i];
+		cr_assert_str_eq(b->name, a->name);
+		cr_assert_eq(memcmp(b->public_key, a->public_key, KEY_LEN), 0);
+		cr_assert_eq(memcmp(b->preshared_key, a->preshared_key, KEY_LEN), 0);
+		cr_assert_str_eq(b->endpoint.host, a->endpoint.host);
+		cr_assert_eq(b->endpoint.port, a->endpoint.port);
+		cr_assert_eq(b->type, a->type);
+		cr_assert_str_eq(b->device, a->device);
+		cr_assert_str_eq(b->bridge, a->bridge);
+		cr_assert_eq(b->mtu, a->mtu);
+		cr_assert_eq(b->hook_timeout, a->hook_timeout);
+	}
+	cr_assert_str_eq(back.sessions[0].up, "echo up %d");
+	cr_assert_str_eq(back.sessions[0].down, "echo down\ncontinued");
+	cr_assert_null(back.sessions[0].connect);
+	cr_assert_null(back.sessions[1].up);
+	cr_assert_eq(back.sessions[1].mtu, 1400);
+	conf_free(&back);
+
+	/* Every truncation is refused, leaving the output zeroed. */
+	for (size_t cut = 0; cut < len; cut++) {
+		cr_assert_eq(conf_deserialize(&back, blob, cut), -EINVAL, "cut at %zu of %zu", cut, len);
+		cr_assert(conf_is_zeroed(&back));
+	}
+	/* Trailing bytes, a wrong magic, an unterminated session name. */
+	uint8_t *longer = malloc(len + 1);
+	cr_assert_not_null(longer);
+	memcpy(longer, blob, len);
+	longer[len] = 0;
+	cr_assert_eq(conf_deserialize(&back, longer, len + 1), -EINVAL);
+	longer[0] ^= 1;
+	cr_assert_eq(conf_deserialize(&back, longer, len), -EINVAL);
+	longer[0] ^= 1;
+	size_t name_at = 8 + 4 + strlen(c.path) + sizeof(struct conf_global) +
+			 offsetof(struct conf_session, name);
+	memset(longer + name_at, 'A', sizeof(c.sessions[0].name));
+	cr_assert_eq(conf_deserialize(&back, longer, len), -EINVAL);
+	cr_assert(conf_is_zeroed(&back));
+	free(longer);
+	sodium_memzero(blob, len);
+	free(blob);
+	conf_free(&c);
 }
