@@ -654,8 +654,10 @@ static int control_reload_words(const char *line, size_t len)
 }
 
 /* "reload" changes the daemon, which control_answer() only reads: served
- * here.  Status is for the socket's group; a reload only for root or the
- * daemon's own user (SO_PEERCRED: who connected, not who may open the file). */
+ * here.  Status is for the socket's group; a reload only for root, or for
+ * the daemon's own user when it runs as one process (never for the
+ * network process's user: nobody is not to reload anything).  SO_PEERCRED:
+ * who connected, not who may open the file. */
 static int control_answer_reload(struct control_client *cl, char **out, size_t *outlen, int words)
 {
 	struct ucred cred;
@@ -667,7 +669,7 @@ static int control_answer_reload(struct control_client *cl, char **out, size_t *
 		return control_answer_string(out, outlen, "error: 'reload' takes no arguments\n");
 	if (uv_fileno((uv_handle_t *)&cl->pipe, &fd) != 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) < 0 ||
-	    (cred.uid != 0 && cred.uid != geteuid())) {
+	    (cred.uid != 0 && (cred.uid != geteuid() || cl->c->d->priv != NULL))) {
 		log_warnx("control: reload refused: not asked by root");
 		return control_answer_string(out, outlen,
 					     "error: reload: permission denied: only root may reload\n");

@@ -27,6 +27,7 @@
 #include "daemon.h"
 #include "key.h"
 #include "log.h"
+#include "priv.h"
 #include "util.h"
 
 /* Handshake messages consumed per tick before we ask for cookies (mac2). */
@@ -382,6 +383,16 @@ static void daemon_on_signal(uv_signal_t *h, int signum)
 	uv_stop(&d->loop);
 }
 
+/* The privileged process is gone: without it no hook runs and no device
+ * can be made, so stop as on SIGTERM. */
+static void daemon_on_priv_gone(void *arg)
+{
+	struct daemon *d = arg;
+
+	d->stopping = true;
+	uv_stop(&d->loop);
+}
+
 /* ------------------------------------------------------------ startup, shutdown */
 
 /* Open a UDP socket and start reading it.  0 or -errno. */
@@ -685,7 +696,7 @@ int daemon_reload(struct daemon *d, char **answer)
 		goto done;
 	}
 	/* The same rules as `saltun check`: a config with errors changes nothing. */
-	errors = conf_load(&nc, d->config_path, df);
+	errors = priv_conf_load(d->priv, &nc, d->config_path, df);
 	if (fclose(df) != 0) {
 		df = NULL;
 		if (errors == 0)
@@ -754,6 +765,10 @@ static void daemon_shutdown(struct daemon *d)
 	udp_batch_free(&d->rx);
 	udp_batch_free(&d->tx);
 	free(d->index_buckets);
+	/* Hooks still pending in the privileged process fail now, while their
+	 * sessions exist. */
+	priv_close(d->priv);
+	d->priv = NULL;
 	/* Only now: the loop ran every close callback of their handles. */
 	for (unsigned i = 0; i < d->nsessions; i++)
 		free(d->sessions[i]);
@@ -796,6 +811,18 @@ int daemon_run(const struct daemon_options *o)
 	if (o->detach && daemon(0, 0) < 0)
 		fatal("daemon");
 
+	/* Two processes from here when started as root (priv.h); this one
+	 * goes on as the network process. */
+	rc = priv_start(&d->conf, d->config_path, &d->priv, &status);
+	if (rc == PRIV_PARENT_DONE || rc < 0) {
+		free(d->config_path);
+		conf_free(&d->conf);
+		free(d);
+		if (rc == PRIV_PARENT_DONE)
+			log_info("stopped");
+		return rc < 0 ? 1 : status;
+	}
+
 	memcpy(d->static_priv, d->conf.global.private_key, KEY_LEN);
 	memcpy(d->static_pub, d->conf.global.public_key, KEY_LEN);
 	wire_mac1_key(d->mac1_key, d->static_pub);
@@ -835,6 +862,14 @@ int daemon_run(const struct daemon_options *o)
 		goto out;
 	if (tcp_transport_open(d) < 0)
 		fatal("cannot allocate TCP buffers");
+	/* Status from the start.  Without it (another daemon holds the path,
+	 * no directory) the tunnels still serve: it logged why.  Bound while
+	 * still root: the directory is root's. */
+	(void)control_open(d);
+	/* Root is not needed past this point: every socket is open, and the
+	 * loop has not yet read a packet. */
+	if (priv_drop(d->priv) < 0 || priv_watch(d->priv, &d->loop, daemon_on_priv_gone, d) < 0)
+		goto out;
 	for (unsigned i = 0; i < d->conf.nsessions; i++, d->nsessions++) {
 		if ((d->sessions[i] = malloc(sizeof(*d->sessions[i]))) == NULL)
 			fatal("malloc");
@@ -850,10 +885,6 @@ int daemon_run(const struct daemon_options *o)
 		log_warnx("no session could start");
 		goto out;
 	}
-
-	/* Status once the sessions exist.  Without it (another daemon holds
-	 * the path, no directory) the tunnels still serve: it logged why. */
-	(void)control_open(d);
 
 	uv_signal_init(&d->loop, &d->sigint);
 	uv_signal_init(&d->loop, &d->sigterm);
@@ -872,10 +903,9 @@ int daemon_run(const struct daemon_options *o)
 
 	log_info("saltun %s running: %u session%s", PACKAGE_VERSION, d->nsessions,
 		 d->nsessions == 1 ? "" : "s");
-#ifdef HAVE_SYSTEMD
 	/* Type=notify: ready once every device exists and the sockets listen. */
-	sd_notify(0, "READY=1");
-#endif
+	priv_ready(d->priv, d->control != NULL, d->control ? d->control->sock_dev : 0,
+		   d->control ? d->control->sock_ino : 0);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
 #ifdef HAVE_SYSTEMD
 	sd_notify(0, "STOPPING=1");

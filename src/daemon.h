@@ -30,6 +30,7 @@ struct daemon_stats {
 #define DAEMON_MAX_SOCKS (CONF_MAX_LISTEN + 2)
 
 struct control;
+struct priv;
 
 struct daemon {
 	uv_loop_t loop;
@@ -73,6 +74,7 @@ struct daemon {
 
 	uint64_t started_ms;                 /* util_now_ms() at startup: status uptime */
 	struct control *control;             /* NULL: no control socket (see control.h) */
+	struct priv *priv;                   /* NULL: one process (see priv.h) */
 };
 
 /* Load the config, bring every session up and serve until SIGINT/SIGTERM.

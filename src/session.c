@@ -22,6 +22,7 @@
 #include "hook.h"
 #include "key.h"
 #include "log.h"
+#include "priv.h"
 #include "session.h"
 #include "tcp_frame.h"
 #include "util.h"
@@ -224,7 +225,8 @@ static void session_hook_start(struct session *s, enum hook_event ev)
 	int rc;
 
 	session_hook_vars(s, &v, peer, sizeof(peer), local, sizeof(local), key);
-	rc = hook_run(&s->d->loop, ev, tmpl, &v, s->cs->hook_timeout * 1000, session_hook_done, s);
+	rc = priv_hook_run(s->d->priv, &s->d->loop, ev, tmpl, &v, s->cs->hook_timeout * 1000,
+			   session_hook_done, s);
 	if (rc < 0) {
 		s->st.hook_failures++;
 		log_warnx("%s: cannot start %s hook: %s", s->name, hook_event_name(ev), strerror(-rc));
@@ -245,7 +247,7 @@ static void session_hook(struct session *s, enum hook_event ev, bool sync)
 		return;
 	if (sync) {
 		session_hook_vars(s, &v, peer, sizeof(peer), local, sizeof(local), key);
-		if (hook_run_sync(ev, tmpl, &v, s->cs->hook_timeout * 1000) != 0)
+		if (priv_hook_run_sync(s->d->priv, ev, tmpl, &v, s->cs->hook_timeout * 1000) != 0)
 			s->st.hook_failures++;
 		return;
 	}
@@ -345,20 +347,11 @@ int session_start(struct session *s)
 {
 	int rc;
 
-	rc = tun_open(&s->dev, &tun_ops_platform, s->type, s->cs->device);
-	if (rc < 0) {
-		log_warnx("%s: cannot create %s device '%s': %s", s->name,
-			  s->type == TUN_TYPE_TAP ? "tap" : "tun", s->cs->device, strerror(-rc));
+	/* Made by the privileged process when there is one (priv.h); it logs
+	 * what failed. */
+	if ((rc = priv_device_open(s->d->priv, s->cs, s->mtu, &s->dev)) < 0)
 		return rc;
-	}
 	s->dev_open = true;
-	if ((rc = s->dev.ops->set_mtu(&s->dev, s->mtu)) < 0)
-		log_warnx("%s: cannot set MTU %u on %s: %s", s->name, s->mtu, s->dev.name, strerror(-rc));
-	if (s->cs->bridge[0] != '\0' && (rc = s->dev.ops->set_bridge(&s->dev, s->cs->bridge)) < 0)
-		log_warnx("%s: cannot add %s to bridge %s: %s", s->name, s->dev.name, s->cs->bridge,
-			  strerror(-rc));
-	if ((rc = s->dev.ops->set_up(&s->dev, true)) < 0)
-		log_warnx("%s: cannot bring %s up: %s", s->name, s->dev.name, strerror(-rc));
 	log_info("%s: device %s (%s, mtu %u) created", s->name, s->dev.name,
 		 s->type == TUN_TYPE_TAP ? "tap" : "tun", s->mtu);
 
@@ -467,6 +460,7 @@ void session_stop(struct session *s)
 	if (s->dev_open) {
 		s->dev.ops->close(&s->dev);
 		s->dev_open = false;
+		priv_device_closed(s->d->priv, s->name);
 		log_info("%s: device removed", s->name);
 	}
 	session_keys_clear(s);

@@ -324,14 +324,29 @@ saltun_stop()
 	bg_stop "$1" "${2:-5}"
 }
 
-# SIGKILL, no cleanup by the daemon: a crash.
+# PID of daemon NAME's network process (privilege separation, saltun(8)):
+# the one that owns the sockets and does the work; PIDS[NAME] is the
+# privileged process.  Empty when there is none (yet).
+saltun_net_pid()
+{
+	local i
+	for i in $(seq 50); do
+		pgrep -P "${PIDS[$1]}" -x saltun-net && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# SIGKILL, no cleanup by the daemon: a crash of both its processes.
 saltun_kill()
 {
-	local name=$1 pid
+	local name=$1 pid net
 	pid=${PIDS[$name]}
+	net=$(pgrep -P "$pid" -x saltun-net || true)
 	unset "PIDS[$name]"
-	kill -KILL "$pid"
+	kill -KILL "$pid" $net
 	wait "$pid" 2>/dev/null || true
+	[ -z "$net" ] || pid_stop "$net" 5
 }
 
 # The device of session SESSION in NS exists.

@@ -26,7 +26,7 @@ relay_setup
 relay_start
 tunnel_start --test-time-scale "$SCALE"
 ping_ok "$nsA" 198.18.0.2 3 || fail "ping a -> b"
-pid_a=${PIDS[a]}
+pid_a=$(saltun_net_pid a) || fail "a: no network process"
 hz=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- 1. gone

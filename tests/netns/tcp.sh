@@ -154,9 +154,17 @@ ping_ok "$ns2" 198.18.0.1 3 || fail "tun: b -> a after the reset"
 
 # tap: destroy a2's socket in the kernel (ss -K; needs CONFIG_INET_DIAG_DESTROY).
 log "---- destroy a2's connection with ss -K"
-a2_port=$(nsx "$ns1" ss -Htnp state established '( dport = :5555 )' |
-	awk -v p="pid=${PIDS[a2]}," 'index($0, p) { n = split($3, a, ":"); print a[n]; exit }')
-[ -n "$a2_port" ] || fail "a2: cannot find its TCP connection"
+# Its network process owns the socket (privilege separation).
+a2_net=$(saltun_net_pid a2) || fail "a2: no network process"
+a2_port=
+for _ in $(seq 30); do
+	a2_port=$(nsx "$ns1" ss -Htnp state established '( dport = :5555 )' |
+		awk -v p="pid=$a2_net," 'index($0, p) { n = split($3, a, ":"); print a[n]; exit }')
+	[ -z "$a2_port" ] || break
+	sleep 0.1
+done
+[ -n "$a2_port" ] ||
+	fail "a2: cannot find the TCP connection of pid $a2_net in: $(nsx "$ns1" ss -Htnp state established)"
 closed_before=$(count_lines "$T/a2.log" "server: tcp connection to .* closed")
 t0=$(date +%s.%N)
 nsx "$ns1" ss -K -tn state established "( dport = :5555 and sport = :$a2_port )" >/dev/null 2>&1 || true
