@@ -578,6 +578,15 @@ int priv_drop(struct priv *p)
 {
 	if (p == NULL)
 		return 0;
+#ifdef __linux__
+	/* Empty the bounding set while CAP_SETPCAP is still ours, so nothing
+	 * this process ever executes could regain a capability.  Under a
+	 * systemd unit without CAP_SETPCAP this fails: the unit's
+	 * CapabilityBoundingSet bounds it then. */
+	for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EPERM)
+			break;
+#endif
 	if (setgroups(0, NULL) < 0 || setresgid(p->gid, p->gid, p->gid) < 0 ||
 	    setresuid(p->uid, p->uid, p->uid) < 0) {
 		log_warn("cannot become user %s", p->user);
@@ -590,7 +599,7 @@ int priv_drop(struct priv *p)
 	}
 #ifdef __linux__
 	/* setresuid() away from 0 cleared the capability sets; ambient ones
-	 * and the bounding set are cleared too, in case. */
+	 * are cleared too, in case. */
 	(void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
 		log_warn("PR_SET_NO_NEW_PRIVS");

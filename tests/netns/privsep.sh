@@ -95,13 +95,15 @@ for cap in CapInh CapPrm CapEff CapAmb; do
 	[ "$(field "$cap" "$st")" = 0000000000000000 ] ||
 		fail "network process: $cap $(field "$cap" "$st")"
 done
+# Started as root with every capability, the bounding set goes too.
+[ "$(field CapBnd "$st")" = 0000000000000000 ] || fail "network process: CapBnd $(field CapBnd "$st")"
 [ "$(field NoNewPrivs "$st")" = 1 ] || fail "network process: NoNewPrivs $(field NoNewPrivs "$st")"
 # It holds the sockets and the device: the work is done there.
 ls -l "/proc/$net/fd" | grep -q "/dev/net/tun" || fail "network process does not hold the tun device"
 [ "$(awk '/^Uid:/ { print $2 }' "/proc/${PIDS[a]}/status")" = 0 ] || fail "privileged process is not root"
 wait_for "$T/a.log" "network process $net runs as $want_user \\(uid $want_uid, gid $want_gid\\)" 2 ||
 	fail "a: no log line for the drop"
-log "network process $net: uid/gid $want_uid/$want_gid, no groups, CapEff 0, NoNewPrivs 1"
+log "network process $net: uid/gid $want_uid/$want_gid, no groups, CapEff/CapPrm/CapBnd 0, NoNewPrivs 1"
 log "processes: $(ps -o user=,pid=,ppid=,comm= -p "${PIDS[a]},$net" | tr -s ' ' | paste -sd ';')"
 
 # ---------------------------------------------------------------- hooks as root
