@@ -326,12 +326,22 @@ static void daemon_on_udp(uv_poll_t *h, int status, int events)
 		int n = udp_batch_recv(&d->rx, u->fd);
 		if (n <= 0)
 			break;
-		for (int i = 0; i < n; i++)
-			(void)daemon_consume(d, udp_batch_slot(&d->rx, (unsigned)i), d->rx.msgs[i].msg_len,
-					     (struct sockaddr *)&d->rx.addr[i], sock, NULL);
+		for (int i = 0; i < n; i++) {
+			uint8_t *p = udp_batch_slot(&d->rx, (unsigned)i);
+			size_t len = d->rx.msgs[i].msg_len;
+			/* A GRO run: datagrams of seg bytes back to back, the
+			 * last maybe shorter; each is consumed in place. */
+			size_t seg = d->rx.seg[i] != 0 ? d->rx.seg[i] : len;
+			for (size_t off = 0; off < len; off += seg)
+				(void)daemon_consume(d, p + off, len - off < seg ? len - off : seg,
+						     (struct sockaddr *)&d->rx.addr[i], sock, NULL);
+		}
 		if (n < TRANSPORT_BATCH)
 			break;
 	}
+	/* Coalesced TCP segments go to their device at the end of every
+	 * batch: nothing stays held across callbacks (tun.h). */
+	tun_coalescer_flush(&d->rx.gro);
 	daemon_flush(d);
 }
 
@@ -480,6 +490,15 @@ static size_t daemon_slot_size(const struct conf *c)
 	return WIRE_DATA_HEADER_LEN + max_packet + WIRE_PADDING + NOISE_TAG_LEN;
 }
 
+/* Receive slots hold a whole UDP GRO run where sockets may get one (the
+ * kernel would truncate it otherwise). */
+static size_t daemon_rx_slot_size(size_t slot_size)
+{
+	if (transport_offload_allowed() && slot_size < TRANSPORT_GRO_SLOT)
+		return TRANSPORT_GRO_SLOT;
+	return slot_size;
+}
+
 /* ------------------------------------------------------------ reload */
 
 static bool daemon_str_same(const char *a, const char *b)
@@ -559,7 +578,7 @@ static int daemon_grow_slots(struct daemon *d, size_t slot_size)
 {
 	struct udp_batch rx, tx;
 
-	if (udp_batch_init(&rx, slot_size) < 0)
+	if (udp_batch_init(&rx, daemon_rx_slot_size(slot_size)) < 0)
 		return -ENOMEM;
 	if (udp_batch_init(&tx, slot_size) < 0) {
 		udp_batch_free(&rx);
@@ -846,7 +865,8 @@ int daemon_run(const struct daemon_options *o)
 	 * (again only when a reload raises an mtu beyond them). */
 	d->slot_size = daemon_slot_size(&d->conf);
 	/* Received datagrams may be as large as any message; drop the oversized. */
-	if (udp_batch_init(&d->rx, d->slot_size) < 0 || udp_batch_init(&d->tx, d->slot_size) < 0)
+	if (udp_batch_init(&d->rx, daemon_rx_slot_size(d->slot_size)) < 0 ||
+	    udp_batch_init(&d->tx, d->slot_size) < 0)
 		fatal("cannot allocate packet buffers");
 
 	uint32_t buckets = 64;

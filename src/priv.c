@@ -53,7 +53,7 @@ enum priv_type {
 };
 
 struct priv_open { uint32_t type; char session[CONF_NAME_MAX + 1]; uint32_t mtu; };
-struct priv_opened { uint32_t type; int32_t rc; char device[IFNAMSIZ]; };
+struct priv_opened { uint32_t type; int32_t rc; char device[IFNAMSIZ]; uint32_t vnet; };
 struct priv_hook {
 	uint32_t type, id, event;
 	char session[CONF_NAME_MAX + 1];
@@ -406,6 +406,9 @@ int priv_device_open(struct priv *p, const struct conf_session *cs, unsigned mtu
 	dev->type = cs->type == CONF_DEV_TAP ? TUN_TYPE_TAP : TUN_TYPE_TUN;
 	snprintf(dev->name, sizeof(dev->name), "%s", m.opened.device);
 	dev->mtu = mtu;
+	/* The device was opened with the virtio-net header and offloads
+	 * (tun.h): the data path must know which it reads. */
+	dev->vnet = m.opened.vnet != 0;
 	return 0;
 }
 
@@ -733,6 +736,7 @@ static void priv_serve_open(struct priv_parent *pp, const struct priv_open *req)
 	}
 	snprintf(pd->device, sizeof(pd->device), "%s", dev.name);
 	snprintf(rep.device, sizeof(rep.device), "%s", dev.name);
+	rep.vnet = dev.vnet;
 	pd->next = pp->devices;
 	pp->devices = pd;
 	pp->ndevices++;

@@ -22,6 +22,7 @@
 #include "hook.h"
 #include "key.h"
 #include "log.h"
+#include "offload.h"
 #include "priv.h"
 #include "session.h"
 #include "tcp_frame.h"
@@ -343,6 +344,21 @@ void session_resolve(struct session *s)
 	s->resolving = true;
 }
 
+/* What session_on_device and the receive path will do, for the log and
+ * the benchmark (which greps "data path: "). */
+static const char *session_data_path(const struct session *s)
+{
+	bool gso = false;
+
+	if (!s->dev.vnet)
+		return "plain";
+	if (s->cs->transport == CONF_TRANSPORT_TCP)
+		return "tun offload (TSO/USO), TCP transport";
+	for (unsigned i = 0; i < s->d->nsocks; i++)
+		gso |= s->d->socks[i].gso && s->d->socks[i].gro;
+	return gso ? "tun offload (TSO/USO) + UDP GSO/GRO" : "tun offload (TSO/USO)";
+}
+
 int session_start(struct session *s)
 {
 	int rc;
@@ -354,6 +370,7 @@ int session_start(struct session *s)
 	s->dev_open = true;
 	log_info("%s: device %s (%s, mtu %u) created", s->name, s->dev.name,
 		 s->type == TUN_TYPE_TAP ? "tap" : "tun", s->mtu);
+	log_info("%s: data path: %s", s->name, session_data_path(s));
 
 	rc = uv_poll_init(&s->d->loop, &s->dev_poll, s->dev.fd);
 	if (rc < 0) {
@@ -882,6 +899,76 @@ static void session_staged_flush(struct session *s)
 	daemon_flush(s->d);
 }
 
+/* One packet read from the device sits at buf + WIRE_DATA_HEADER_LEN in tx
+ * slot `slot`: seal it in place (the slot is committed), stage it while a
+ * handshake is needed, or drop it. */
+static void session_device_packet(struct session *s, uint8_t *buf, size_t n, unsigned slot,
+				  uint64_t now)
+{
+	if (s->shape_out.rate != 0 && !shaper_allow(&s->shape_out, n, util_now_ns())) {
+		s->st.drops[DROP_SHAPED]++;
+		return;
+	}
+	if (keypair_usable(s, s->current, now) && s->has_endpoint) {
+		session_seal(s, s->current, buf, n, slot, now);
+		session_maybe_rekey_on_send(s, now);
+	} else if (!s->has_endpoint) {
+		s->st.drops[DROP_NO_ENDPOINT]++;
+	} else {
+		session_stage(s, buf + WIRE_DATA_HEADER_LEN, n);
+		session_send_initiation(s, false);
+	}
+}
+
+/* A vnet device (tun.h): each read is a virtio-net header and a packet of
+ * up to 64 KiB, read into the daemon's one super-packet buffer and split by
+ * the offload iterator straight into tx slots, each segment a complete IP
+ * packet of at most the MTU, sealed in place.  The budget counts segments,
+ * so a busy TSO sender cannot hold the loop longer than a plain one. */
+static void session_on_device_vnet(struct session *s, uint64_t now)
+{
+	struct daemon *d = s->d;
+	uint8_t *sp = d->tx.super;
+	unsigned budget = TRANSPORT_BATCH * 2;
+
+	while (budget > 0) {
+		struct offload_vnet_hdr vh;
+		struct offload_seg_iter it;
+		ssize_t n = tun_read_vnet(&s->dev, sp, OFFLOAD_VNET_HDR_LEN + OFFLOAD_MAX_PACKET);
+
+		if (n == -EAGAIN || n == -EINTR)
+			break;
+		if (n < 0) {
+			log_warnx("%s: device read: %s", s->name, strerror((int)-n));
+			break;
+		}
+		budget--;
+		/* What the kernel hands over is checked like anything else: a
+		 * header or packet the iterator cannot split is dropped. */
+		if (!offload_vnet_hdr_parse(&vh, sp, (size_t)n) ||
+		    !offload_seg_init(&it, &vh, sp + OFFLOAD_VNET_HDR_LEN,
+				      (size_t)n - OFFLOAD_VNET_HDR_LEN)) {
+			s->st.drops[DROP_BAD_INNER]++;
+			continue;
+		}
+		for (;;) {
+			unsigned slot;
+			uint8_t *buf = daemon_tx_reserve(d, &slot);
+			ssize_t len = offload_seg_next(&it, buf + WIRE_DATA_HEADER_LEN, s->max_packet);
+			if (len == 0)
+				break;
+			if (len < 0) {
+				s->st.drops[DROP_TOO_BIG]++;
+				break;
+			}
+			session_device_packet(s, buf, (size_t)len, slot, now);
+			if (budget > 0)
+				budget--;
+		}
+	}
+	daemon_flush(d);
+}
+
 /* The device has packets: read a bounded batch, seal each in place in the
  * daemon's tx batch, then send the batch in one go. */
 static void session_on_device(uv_poll_t *h, int status, int events)
@@ -892,6 +979,10 @@ static void session_on_device(uv_poll_t *h, int status, int events)
 
 	if (status < 0)
 		return;
+	if (s->dev.vnet) {
+		session_on_device_vnet(s, now);
+		return;
+	}
 	while (budget-- > 0) {
 		unsigned slot;
 		uint8_t *buf = daemon_tx_reserve(s->d, &slot);
@@ -904,19 +995,7 @@ static void session_on_device(uv_poll_t *h, int status, int events)
 		}
 		if (n == 0)
 			continue;
-		if (s->shape_out.rate != 0 && !shaper_allow(&s->shape_out, (size_t)n, util_now_ns())) {
-			s->st.drops[DROP_SHAPED]++;
-			continue;
-		}
-		if (keypair_usable(s, s->current, now) && s->has_endpoint) {
-			session_seal(s, s->current, buf, (size_t)n, slot, now);
-			session_maybe_rekey_on_send(s, now);
-		} else if (!s->has_endpoint) {
-			s->st.drops[DROP_NO_ENDPOINT]++;
-		} else {
-			session_stage(s, buf + WIRE_DATA_HEADER_LEN, (size_t)n);
-			session_send_initiation(s, false);
-		}
+		session_device_packet(s, buf, (size_t)n, slot, now);
 	}
 	daemon_flush(s->d);
 }
@@ -1027,7 +1106,15 @@ void session_consume_data(struct session *s, struct keypair *kp, uint8_t *msg, s
 		s->st.drops[DROP_SHAPED]++;
 		return;
 	}
-	ssize_t w = s->dev.ops->write(&s->dev, pt, n);
+	ssize_t w;
+	if (s->dev.vnet)
+		/* The data header in front of pt has room for the vnet header.
+		 * Over UDP, the daemon flushes the coalescer after each batch;
+		 * over TCP nothing would, so those packets go on their own. */
+		w = tun_write_vnet(conn == NULL ? &s->d->rx.gro : NULL, &s->dev,
+				   &s->st.drops[DROP_DEVICE], pt, n);
+	else
+		w = s->dev.ops->write(&s->dev, pt, n);
 	if (w < 0) {
 		s->st.drops[DROP_DEVICE]++;
 		return;

@@ -17,8 +17,21 @@
 
 #include "conf.h"
 #include "log.h"
+#include "tun.h"
 
 #define TRANSPORT_BATCH 64      /* datagrams per recvmmsg/sendmmsg */
+/* UDP GSO/GRO (Linux 4.18/5.0): one send or receive carries a run of
+ * equal-size datagrams, at most 64 of them and 64 KiB in all (the IP
+ * length field; UDP_MAX_SEGMENTS was 64 before Linux 6.x raised it). */
+#define TRANSPORT_GSO_SEGMENTS 64
+#define TRANSPORT_GSO_BYTES 65000
+/* A receive slot that may get a coalesced (GRO) run: the kernel truncates
+ * what does not fit, so it must hold the largest. */
+#define TRANSPORT_GRO_SLOT 65536
+
+/* Whether the offloads (tun TSO/USO, UDP GSO/GRO) may be used at all:
+ * SALTUN_OFFLOAD=off in the environment forces the plain data path. */
+bool transport_offload_allowed(void);
 
 struct daemon;
 
@@ -30,6 +43,14 @@ struct udp_sock {
 	struct sockaddr_storage local;
 	uv_poll_t poll;
 	bool polling;
+	bool gso;                   /* the kernel takes UDP_SEGMENT on this socket */
+	bool gro;                   /* UDP_GRO is on: a received slot may hold a run */
+};
+
+/* Control-message room for one UDP_SEGMENT (tx) or UDP_GRO (rx) value. */
+union udp_cmsg {
+	char buf[CMSG_SPACE(sizeof(int))];
+	struct cmsghdr align;
 };
 
 /* One batch of datagrams, in or out. */
@@ -41,6 +62,18 @@ struct udp_batch {
 	struct sockaddr_storage addr[TRANSPORT_BATCH];
 	int sock[TRANSPORT_BATCH];                      /* tx: daemon socket of each */
 	unsigned count;
+	/* rx: with UDP GRO, slot i holds a run of datagrams of seg[i] bytes
+	 * each (the last may be shorter); 0 = one datagram. */
+	uint16_t seg[TRANSPORT_BATCH];
+	union udp_cmsg cmsg[TRANSPORT_BATCH];
+	bool gso_off;                                   /* tx: the kernel refused GSO once */
+	/* The tun offload path's daemon-wide buffers ride here, allocated
+	 * with the batch (untouched memory until a vnet device uses them):
+	 * tx: a super-packet read from a device (vnet header + 64 KiB),
+	 * split into the slots; rx: TCP segments decrypted from this batch,
+	 * coalesced into one device write. */
+	uint8_t *super;
+	struct tun_coalescer gro;
 };
 
 /* Open a non-blocking UDP socket bound to `addr` (port 0 = ephemeral). */
@@ -55,11 +88,14 @@ static inline uint8_t *udp_batch_slot(struct udp_batch *b, unsigned i)
 	return b->mem + (size_t)i * b->slot_size;
 }
 
-/* Receive up to TRANSPORT_BATCH datagrams; returns how many, 0 when none,
- * or -errno. */
+/* Receive up to TRANSPORT_BATCH datagrams (or GRO runs: see seg); returns
+ * how many slots were filled, 0 when none, or -errno. */
 int udp_batch_recv(struct udp_batch *b, int fd);
-/* Send every queued datagram (grouped by socket), then empty the batch.
- * Returns the number that failed (counted by the caller as drops). */
+/* Send every queued datagram (grouped by socket; runs of equal-size
+ * datagrams to one address in one GSO send where the socket allows), then
+ * empty the batch.  Returns the number that failed (counted by the caller
+ * as drops).  A GSO send the kernel refuses (EIO: no checksum offload on
+ * the route; EINVAL) turns GSO off for this batch and goes out plainly. */
 unsigned udp_batch_flush(struct udp_batch *b, const struct udp_sock *socks);
 
 /*

@@ -4,7 +4,15 @@
  * follow in tun_bsd.c and tests can use a plain fd.
  *
  * Linux: /dev/net/tun with IFF_TUN|IFF_NO_PI (IP packets, no header) or
- * IFF_TAP|IFF_NO_PI (Ethernet frames).
+ * IFF_TAP|IFF_NO_PI (Ethernet frames).  A tun also gets IFF_VNET_HDR with
+ * checksum and segmentation offloads when the kernel grants them (dev->vnet):
+ * the device then hands over a virtio-net header in front of each packet,
+ * which may be a 64 KiB TSO/USO super-packet, and wants one in front of
+ * each packet written (offload.h).  The ops below still move one plain
+ * packet per call on such a device (they add and take off the header; a
+ * super-packet read that way is dropped, -EMSGSIZE); the data path uses
+ * tun_read_vnet and tun_write_vnet.  SALTUN_OFFLOAD=off in the environment
+ * keeps devices plain.
  */
 #ifndef SALTUN_TUN_H
 #define SALTUN_TUN_H
@@ -12,6 +20,7 @@
 #include <net/if.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "compat.h"
@@ -24,6 +33,10 @@ struct tun_dev {
 	enum tun_type type;
 	char name[IFNAMSIZ];       /* the name the kernel gave */
 	unsigned mtu;
+	/* The device carries an OFFLOAD_VNET_HDR_LEN header in front of each
+	 * packet (TUN_F_CSUM|TSO granted).  Set by open; a descriptor made
+	 * elsewhere and handed over must carry the flag of the open that made it. */
+	bool vnet;
 };
 
 struct tun_ops {
@@ -68,6 +81,7 @@ static inline int tun_open(struct tun_dev *dev, const struct tun_ops *ops, enum 
 	dev->type = type;
 	dev->name[0] = '\0';
 	dev->mtu = 0;
+	dev->vnet = false;
 	return ops->open(dev, type, name);
 }
 
@@ -79,7 +93,41 @@ static inline int tun_open_fd(struct tun_dev *dev, int fd, enum tun_type type, c
 	dev->type = type;
 	dev->name[0] = '\0';
 	dev->mtu = 0;
+	dev->vnet = false;
 	return tun_ops_fd.open(dev, type, name);
 }
+
+/*
+ * Writing to vnet devices (dev->vnet), with receive-side coalescing: TCP
+ * segments that continue one flow to one device are gathered into a single
+ * super-packet (offload_gro) and written at once, which spares the kernel
+ * a trip through its stack per segment.  One coalescer serves a whole
+ * daemon (it holds 64 KiB; sessions hold none).  The caller flushes it
+ * before going back to the event loop, so nothing is ever held across
+ * callbacks: a device can close without a packet left pointing at it.
+ */
+struct offload_gro;
+struct tun_coalescer {
+	struct offload_gro *g;      /* NULL: not allocated */
+	struct tun_dev *dev;        /* the device the held packet is for; NULL = none */
+	uint64_t *drops;            /* where a failed write of it is counted */
+};
+/* 0 or -ENOMEM. */
+int tun_coalescer_init(struct tun_coalescer *c);
+/* Frees; flush first (a held packet is dropped). */
+void tun_coalescer_free(struct tun_coalescer *c);
+/* A vnet device: one read with the header, as the kernel gives it: bytes
+ * (header included), or -errno (-EAGAIN when none). */
+ssize_t tun_read_vnet(struct tun_dev *dev, void *buf, size_t len);
+/* Deliver the IP packet `pkt` (`len` bytes; OFFLOAD_VNET_HDR_LEN writable
+ * bytes in front of it) to the vnet tun `dev`: coalesced when it continues
+ * the held flow, else written on its own with a zero header, after the held
+ * packet so one flow keeps its order (c NULL: never coalesced).  Returns 0
+ * or the -errno of a failed write of this packet; a failed flush counts in
+ * the held packet's *drops. */
+int tun_write_vnet(struct tun_coalescer *c, struct tun_dev *dev, uint64_t *drops, uint8_t *pkt,
+		   size_t len);
+/* Write what is held, if anything. */
+void tun_coalescer_flush(struct tun_coalescer *c);
 
 #endif

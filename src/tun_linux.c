@@ -16,15 +16,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
 
 #include "log.h"
+#include "offload.h"
 #include "tun.h"
 
 #define TUN_CLONE_PATH "/dev/net/tun"
@@ -57,10 +60,69 @@ static int tun_ctl_socket(int *fd)
 
 /* ---------------------------------------------------------------- Linux */
 
+/* Offloads asked of a tun with IFF_VNET_HDR: the kernel may then hand us
+ * packets with a partial checksum (CSUM) and TCP/UDP super-packets
+ * (TSO/USO) that the data path splits before sealing, and accepts the same
+ * from us.  USO arrived in Linux 6.2; older kernels refuse the whole
+ * request with EINVAL, hence the second try without it. */
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+#define TUN_OFFLOADS_FULL (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6)
+#define TUN_OFFLOADS_TSO (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+
+/* SALTUN_OFFLOAD=off forces the plain data path (tests, and a way out
+ * should a kernel's offloads misbehave). */
+static bool tun_offload_allowed(void)
+{
+	const char *v = getenv("SALTUN_OFFLOAD");
+
+	return v == NULL || strcmp(v, "off") != 0;
+}
+
+/* TUNSETIFF on a fresh clone descriptor.  0 or -errno (the caller logs);
+ * *fdp and ifr_name (the kernel's choice for a pattern) set on success. */
+static int tun_linux_create(struct ifreq *ifr, int *fdp)
+{
+	int fd, err;
+
+	fd = open(TUN_CLONE_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	/* A "tap%d" pattern or "" lets the kernel pick the first free name;
+	 * TUNSETIFF writes the chosen one back into ifr_name. */
+	if (ioctl(fd, TUNSETIFF, ifr) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+/* Header size and offloads on a device made with IFF_VNET_HDR: the full
+ * set, else without USO.  False when the kernel grants neither. */
+static bool tun_linux_offload(int fd)
+{
+	int hdrlen = OFFLOAD_VNET_HDR_LEN;
+
+	if (ioctl(fd, TUNSETVNETHDRSZ, &hdrlen) < 0)
+		return false;
+	if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)TUN_OFFLOADS_FULL) == 0)
+		return true;
+	return ioctl(fd, TUNSETOFFLOAD, (unsigned long)TUN_OFFLOADS_TSO) == 0;
+}
+
 static int tun_linux_open(struct tun_dev *dev, enum tun_type type, const char *name)
 {
 	struct ifreq ifr;
 	int fd = -1, err;
+	/* Taps stay plain: a frame's offload would need the Ethernet header
+	 * parsed as well, and a bridge may forward it anywhere. */
+	bool vnet = type == TUN_TYPE_TUN && tun_offload_allowed();
 
 	if (name == NULL)
 		name = "";
@@ -74,30 +136,35 @@ static int tun_linux_open(struct tun_dev *dev, enum tun_type type, const char *n
 	/* IFF_NO_PI: no 4-byte packet-information header in front of each
 	 * packet; a tun carries bare IP packets, a tap bare Ethernet frames. */
 	ifr.ifr_flags = (short)((type == TUN_TYPE_TAP ? IFF_TAP : IFF_TUN) | IFF_NO_PI);
+	if (vnet) {
+		struct ifreq vifr = ifr;
 
-	fd = open(TUN_CLONE_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0) {
-		err = -errno;
-		log_warn("open %s", TUN_CLONE_PATH);
-		goto fail;
+		vifr.ifr_flags = (short)(vifr.ifr_flags | IFF_VNET_HDR);
+		if (tun_linux_create(&vifr, &fd) == 0) {
+			if (tun_linux_offload(fd)) {
+				ifr = vifr;
+				goto done;
+			}
+			/* The flag cannot be taken back from a device: close it
+			 * (it goes away, not being persistent) and make a plain one. */
+			close(fd);
+			fd = -1;
+		}
+		log_debug("device \"%s\": no tun offloads, plain data path", name);
+		vnet = false;
 	}
-	/* A "tap%d" pattern or "" lets the kernel pick the first free name;
-	 * TUNSETIFF writes the chosen one back into ifr_name. */
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-		err = -errno;
+	if ((err = tun_linux_create(&ifr, &fd)) < 0) {
+		errno = -err;
 		log_warn("create %s device \"%s\"", type == TUN_TYPE_TAP ? "tap" : "tun", name);
-		goto fail_close;
+		return err;
 	}
+done:
 	ifr.ifr_name[IFNAMSIZ - 1] = '\0';
 	memcpy(dev->name, ifr.ifr_name, IFNAMSIZ);
 	dev->fd = fd;
 	dev->type = type;
+	dev->vnet = vnet;
 	return 0;
-
-fail_close:
-	close(fd);
-fail:
-	return err;
 }
 
 static int tun_linux_set_mtu(struct tun_dev *dev, unsigned mtu)
@@ -242,13 +309,92 @@ static void tun_close_fd(struct tun_dev *dev)
 	dev->fd = -1;
 }
 
+/*
+ * A vnet device through the plain ops (tun.h: one packet per call): the
+ * header is added or taken off here, so code that knows nothing of
+ * offloads keeps working on any device.  The data path itself reads and
+ * writes the header (tun_read_vnet, tun_write_vnet).
+ */
+static const uint8_t tun_zero_vnet_hdr[OFFLOAD_VNET_HDR_LEN];
+
+/* RFC 1071 over p[0, len), big-endian words: the partial checksum that
+ * NEEDS_CSUM leaves to the reader (skb_checksum_help). */
+static uint16_t tun_csum(const uint8_t *p, size_t len)
+{
+	uint32_t sum = 0;
+
+	for (; len > 1; p += 2, len -= 2)
+		sum += (uint32_t)(p[0] << 8 | p[1]);
+	if (len > 0)
+		sum += (uint32_t)p[0] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static ssize_t tun_linux_read(struct tun_dev *dev, void *buf, size_t len)
+{
+	uint8_t hdr[OFFLOAD_VNET_HDR_LEN];
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { buf, len } };
+	struct offload_vnet_hdr h;
+	ssize_t n;
+
+	if (!dev->vnet)
+		return tun_read_fd(dev, buf, len);
+	do
+		n = readv(dev->fd, iov, 2);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (!offload_vnet_hdr_parse(&h, hdr, (size_t)n))
+		return -EPROTO;
+	n -= OFFLOAD_VNET_HDR_LEN;
+	/* A super-packet is many packets: only the data path can split it. */
+	if (h.gso_type != OFFLOAD_GSO_NONE)
+		return -EMSGSIZE;
+	if (h.flags & OFFLOAD_F_NEEDS_CSUM) {
+		size_t at = (size_t)h.csum_start + h.csum_offset;
+		uint8_t *p = buf;
+		uint16_t c;
+		/* The field holds the pseudo-header sum: summing over it adds
+		 * it in.  TCP and UDP fields sit an even distance away. */
+		if (h.csum_start >= (size_t)n || at + 2 > (size_t)n || (h.csum_offset & 1))
+			return -EPROTO;
+		c = tun_csum(p + h.csum_start, (size_t)n - h.csum_start);
+		p[at] = (uint8_t)(c >> 8);
+		p[at + 1] = (uint8_t)c;
+	}
+	return n;
+}
+
+static ssize_t tun_linux_write(struct tun_dev *dev, const void *buf, size_t len)
+{
+	struct iovec iov[2] = { { (void *)tun_zero_vnet_hdr, OFFLOAD_VNET_HDR_LEN },
+				{ (void *)buf, len } };
+	ssize_t n;
+
+	if (!dev->vnet)
+		return tun_write_fd(dev, buf, len);
+	do
+		n = writev(dev->fd, iov, 2);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return n >= OFFLOAD_VNET_HDR_LEN ? n - OFFLOAD_VNET_HDR_LEN : 0;
+}
+
+ssize_t tun_read_vnet(struct tun_dev *dev, void *buf, size_t len)
+{
+	return tun_read_fd(dev, buf, len);
+}
+
 const struct tun_ops tun_ops_platform = {
 	.open = tun_linux_open,
 	.set_mtu = tun_linux_set_mtu,
 	.set_up = tun_linux_set_up,
 	.set_bridge = tun_linux_set_bridge,
-	.read = tun_read_fd,
-	.write = tun_write_fd,
+	.read = tun_linux_read,
+	.write = tun_linux_write,
 	.close = tun_close_fd,
 };
 
@@ -310,3 +456,67 @@ const struct tun_ops tun_ops_fd = {
 	.write = tun_write_fd,
 	.close = tun_close_fd,
 };
+
+/* ------------------------------------------------------- vnet coalescing */
+
+int tun_coalescer_init(struct tun_coalescer *c)
+{
+	c->dev = NULL;
+	c->drops = NULL;
+	c->g = malloc(sizeof(*c->g));
+	if (c->g == NULL)
+		return -ENOMEM;
+	offload_gro_reset(c->g);
+	return 0;
+}
+
+void tun_coalescer_free(struct tun_coalescer *c)
+{
+	free(c->g);
+	c->g = NULL;
+	c->dev = NULL;
+}
+
+void tun_coalescer_flush(struct tun_coalescer *c)
+{
+	size_t n;
+
+	if (c->g == NULL || c->dev == NULL)
+		return;
+	n = offload_gro_finish(c->g);
+	if (n > 0 && tun_write_fd(c->dev, c->g->buf, n) < 0 && c->drops != NULL)
+		(*c->drops)++;
+	c->dev = NULL;
+	c->drops = NULL;
+}
+
+int tun_write_vnet(struct tun_coalescer *c, struct tun_dev *dev, uint64_t *drops, uint8_t *pkt,
+		   size_t len)
+{
+	uint8_t *hdr = pkt - OFFLOAD_VNET_HDR_LEN;
+	ssize_t n;
+
+	/* Invariant: c->dev != NULL exactly when the coalescer holds a packet. */
+	if (c != NULL && c->g != NULL && dev->type == TUN_TYPE_TUN) {
+		if (c->dev != NULL && c->dev != dev)
+			tun_coalescer_flush(c);
+		if (offload_gro_add(c->g, pkt, len))
+			goto held;
+		/* Not a continuation: the held packet goes first, then this one
+		 * may start the next super-packet. */
+		if (c->dev != NULL) {
+			tun_coalescer_flush(c);
+			if (offload_gro_add(c->g, pkt, len))
+				goto held;
+		}
+	}
+	/* A zero header: no offload asked, checksums are complete (the sender
+	 * completed them before sealing). */
+	memset(hdr, 0, OFFLOAD_VNET_HDR_LEN);
+	n = tun_write_fd(dev, hdr, len + OFFLOAD_VNET_HDR_LEN);
+	return n < 0 ? (int)n : 0;
+held:
+	c->dev = dev;
+	c->drops = drops;
+	return 0;
+}

@@ -224,12 +224,24 @@ CLK_TCK=$(getconf CLK_TCK)
 
 # utime + stime of PID in ticks.  Fields after the ")" that closes comm,
 # which may itself contain spaces: state is field 3, utime 14, stime 15.
-proc_ticks()
+proc_ticks1()
 {
 	local s
 	s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
 	s=${s##*) }
 	awk '{ print $12 + $13 }' <<<"$s"
+}
+
+# ... of a daemon: the process started and its network process
+# (privilege separation: that is where the packets are handled).
+proc_ticks()
+{
+	local t c
+	t=$(proc_ticks1 "$1")
+	for c in $(pgrep -P "$1" -x saltun-net); do
+		t=$((t + $(proc_ticks1 "$c")))
+	done
+	echo "$t"
 }
 
 # Busy ticks of the whole machine: user nice system irq softirq steal

@@ -170,9 +170,15 @@ run_daemon()
 	START_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 	# Settle: the first ticks run, lazy pages are touched.
 	sleep 1
-	RSS_KB=$(proc_status_kb "$DPID" VmRSS)
-	ANON_KB=$(proc_status_kb "$DPID" RssAnon)
-	FDS=$(find "/proc/$DPID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+	# The daemon is both its processes when started as root (privilege
+	# separation): the network one holds the sessions, the root one a
+	# copy of the config.  Both count.
+	local p
+	for p in "$DPID" $(pgrep -P "$DPID" -x saltun-net); do
+		RSS_KB=$((RSS_KB + $(proc_status_kb "$p" VmRSS)))
+		ANON_KB=$((ANON_KB + $(proc_status_kb "$p" RssAnon)))
+		FDS=$((FDS + $(find "/proc/$p/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)))
+	done
 	DEVS=$(ip -n "$NS" -o link show type tun 2>/dev/null | wc -l)
 	SLAB_KB=$(($(meminfo_kb SUnreclaim) - slab0))
 	# A session whose device failed is logged and left out: count them.

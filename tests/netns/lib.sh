@@ -302,7 +302,7 @@ psk_gen()
 }
 
 # The daemon for NAME in NS, after `saltun check` accepted CONF.  Its log is
-# $T/NAME.log.  Extra ARGS (e.g. --test-time-scale 20) go to `saltun run`.
+# $T/NAME.log.  SALTUN_OFFLOAD, when set, is passed on.  Extra ARGS (e.g. --test-time-scale 20) go to `saltun run`.
 saltun_start()
 {
 	local ns=$1 name=$2 conf=$3
@@ -311,7 +311,10 @@ saltun_start()
 		cat "$T/$name.check" >&2
 		fail "saltun check rejected $conf"
 	fi
-	bg_start "$name" ip netns exec "$ns" "$SALTUN" run -c "$conf" -v "$@"
+	# SALTUN_OFFLOAD (off: the plain data path) reaches the daemon even
+	# when the caller set it without exporting it.
+	bg_start "$name" ip netns exec "$ns" \
+		env ${SALTUN_OFFLOAD+"SALTUN_OFFLOAD=$SALTUN_OFFLOAD"} "$SALTUN" run -c "$conf" -v "$@"
 	# A daemon that cannot start says so at once: catch it here, not as a
 	# mysterious ping failure later.
 	sleep 0.3
