@@ -353,7 +353,7 @@ bool offload_seg_init(struct offload_seg_iter *it, const struct offload_vnet_hdr
 	it->gso_size = h->gso_size;
 	it->payload = (uint32_t)(len - it->hlen);
 	segs = (it->payload + it->gso_size - 1u) / it->gso_size;
-	if (segs > OFFLOAD_MAX_SEGMENTS)
+	if (segs > OFFLOAD_SEG_MAX_SEGMENTS)
 		goto refuse;
 	it->pseudo = (uint32_t)csum_fold64(csum_pseudo(pkt, it->ipv, proto));
 	return true;

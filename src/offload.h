@@ -14,9 +14,13 @@
 
 #define OFFLOAD_VNET_HDR_LEN 10   /* struct virtio_net_hdr, native endian */
 #define OFFLOAD_MAX_PACKET 65535  /* an IP packet (tun, L3) */
-/* Most segments in one super-packet, either direction.  A caller with a
- * batch of this many buffers can always take a whole super-packet. */
+/* Most segments coalesced into one super-packet (receive side). */
 #define OFFLOAD_MAX_SEGMENTS 64
+/* Most segments a kernel super-packet may be split into (send side): the
+ * kernel decides the count, from the MSS (tcp_min_snd_mss is 48) or an
+ * application's UDP_SEGMENT size (at most 128 datagrams); a small MTU
+ * (576) already gives over 100.  Only an absurd count is refused. */
+#define OFFLOAD_SEG_MAX_SEGMENTS 2048
 
 enum offload_vnet_flags {
 	OFFLOAD_F_NEEDS_CSUM = 1,  /* complete the checksum at csum_start+csum_offset */
@@ -49,7 +53,7 @@ void offload_vnet_hdr_write(uint8_t *p, const struct offload_vnet_hdr *h);
  * Segmentation iterator over one packet read from a tun with vnet header
  * (hdr already parsed; pkt = the IP packet after the header).  Validates
  * everything (IPv4/IPv6, TCP/UDP, header lengths, csum_start/offset inside
- * the packet, gso_size > 0, segment count <= OFFLOAD_MAX_SEGMENTS): false
+ * the packet, gso_size > 0, segment count <= OFFLOAD_SEG_MAX_SEGMENTS): false
  * from init = drop it (count it).  With gso_type NONE it yields the packet
  * itself once (any IP packet: nothing is parsed), with its checksum
  * completed when NEEDS_CSUM is set.  Each segment is a complete IP packet
@@ -72,7 +76,7 @@ struct offload_seg_iter {
 	uint16_t csum_offset;    /* NONE + NEEDS_CSUM: field offset from l4_off */
 	uint32_t off;            /* payload bytes already yielded */
 	uint32_t payload;        /* payload bytes in all */
-	uint8_t index;           /* segments yielded */
+	uint16_t index;          /* segments yielded */
 	uint8_t kind;            /* private: enum in offload.c */
 	uint8_t ipv;             /* 4 or 6 */
 };

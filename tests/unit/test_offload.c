@@ -636,7 +636,7 @@ static void m_udplen(uint8_t *p, size_t *len, struct offload_vnet_hdr *h)
 static void m_gso0(uint8_t *p, size_t *len, struct offload_vnet_hdr *h)
 { (void)p; (void)len; h->gso_size = 0; }
 static void m_segs65(uint8_t *p, size_t *len, struct offload_vnet_hdr *h)
-{ (void)p; (void)len; h->gso_size = 99; } /* 6400 / 99 = 65 segments */
+{ (void)p; (void)len; h->gso_size = 3; } /* 6400 / 3 = 2134 segments */
 static void m_no_payload(uint8_t *p, size_t *len, struct offload_vnet_hdr *h)
 { (void)h; *len = spec_hlen(&(struct spec){ 4, TCP, 0, 0, 0, 0, 0, 0, 0 }); wr16(p + 2, (uint32_t)*len); }
 static void m_csum_start(uint8_t *p, size_t *len, struct offload_vnet_hdr *h)
@@ -688,8 +688,8 @@ static const struct bad_case bad_cases[] = {
 	{ "udp length", U4, 1000, m_udplen },
 	{ "udp6 length", U6, 1000, m_udplen },
 	{ "gso_size 0", T4, 1000, m_gso0 },
-	{ "65 segments", T4, 1000, m_segs65 },
-	{ "65 udp segments", U6, 1000, m_segs65 },
+	{ "over 2048 segments", T4, 6400, m_segs65 },
+	{ "over 2048 udp segments", U6, 6400, m_segs65 },
 	{ "no payload", T4, 1000, m_no_payload },
 	{ "csum_start not the l4 header", T4, 1000, m_csum_start },
 	{ "csum_offset not tcp's", T6, 1000, m_csum_offset },
@@ -731,6 +731,20 @@ Test(offload_seg, limits_accepted)
 	size_t len = ref_build(buf, &s);
 
 	cr_assert(offload_seg_init(&it, &h, buf, len), "64 segments");
+	/* A small MSS (MTU 576, a peer's tiny MSS) splits into many more. */
+	h.gso_size = 4;
+	cr_assert(offload_seg_init(&it, &h, buf, len), "1600 segments");
+	{
+		uint8_t seg[128];
+		ssize_t r;
+		unsigned n = 0;
+		while ((r = offload_seg_next(&it, seg, sizeof(seg))) > 0) {
+			cr_assert_eq(ref_l4_sum(seg, (size_t)r), 0xffff, "segment %u checksum", n);
+			n++;
+		}
+		cr_assert_eq(r, 0);
+		cr_assert_eq(n, 1600);
+	}
 	h.gso_size = 0xffff;
 	cr_assert(offload_seg_init(&it, &h, buf, len), "one segment, huge gso_size");
 	s.payload = 1;
@@ -857,7 +871,7 @@ Test(offload_seg, garbage)
 				segs++;
 			}
 			cr_assert_eq(r, 0);
-			cr_assert_leq(segs, OFFLOAD_MAX_SEGMENTS);
+			cr_assert_leq(segs, OFFLOAD_SEG_MAX_SEGMENTS);
 			cr_assert_geq(segs, 1);
 		}
 		free(p);
