@@ -38,6 +38,7 @@ struct command {
 	const char *args;    /* synopsis after the command name */
 	const char *summary; /* one line for `saltun help` */
 	const char *options; /* the option list for `saltun help COMMAND`, or NULL */
+	const char *notes;   /* printed after the options, or NULL */
 };
 
 static int cmd_genkey(const struct command *cmd, int argc, char **argv);
@@ -55,28 +56,32 @@ static const struct command commands[] = {
 	  "  -c, --config FILE        configuration (default " MAIN_DEFAULT_CONFIG ")\n"
 	  "  -v, --verbose            more log output; repeat for more (-v: debug)\n"
 	  "  -d, --detach             fork to the background and log to syslog\n"
-	  "      --test-time-scale N  for tests only: divide every protocol timer by N\n" },
+	  "      --test-time-scale N  for tests only: divide every protocol timer by N\n",
+	  "Started as root it runs as two processes: the network one as the config's\n"
+	  "`user` without capabilities, the root one for devices and hooks (saltun(8)).\n"
+	  "\nEnvironment:\n"
+	  "  SALTUN_OFFLOAD=off       the plain data path: no tun offloads, no UDP GSO/GRO\n" },
 	{ "check", cmd_check, "[-c FILE] [-q]",
 	  "Validate a configuration and print its session table",
 	  "  -c, --config FILE        configuration (default " MAIN_DEFAULT_CONFIG ")\n"
-	  "  -q, --quiet              print only problems, not the table\n" },
+	  "  -q, --quiet              print only problems, not the table\n", NULL },
 	{ "status", cmd_status, "[-c FILE | -s SOCKET] [--json] [SESSION]",
 	  "Show the sessions of the running daemon: state, endpoint, traffic, errors",
 	  "  -c, --config FILE        read the control socket path from FILE\n"
 	  "                           (default " MAIN_DEFAULT_CONFIG ")\n"
 	  "  -s, --socket SOCKET      the control socket itself\n"
 	  "                           (default as the config says, else " CONTROL_DEFAULT_PATH ")\n"
-	  "  -j, --json               one JSON document (schema in saltun(8))\n" },
+	  "  -j, --json               one JSON document (schema in saltun(8))\n", NULL },
 	{ "reload", cmd_reload, "[-c FILE | -s SOCKET]",
 	  "Make the running daemon re-read its configuration (as SIGHUP does)",
 	  "  -c, --config FILE        read the control socket path from FILE\n"
 	  "                           (default " MAIN_DEFAULT_CONFIG ")\n"
 	  "  -s, --socket SOCKET      the control socket itself\n"
-	  "                           (default as the config says, else " CONTROL_DEFAULT_PATH ")\n" },
-	{ "genkey", cmd_genkey, "", "Print a new private key (base64)", NULL },
-	{ "pubkey", cmd_pubkey, "", "Read a private key on stdin, print its public key", NULL },
-	{ "genpsk", cmd_genpsk, "", "Print a new preshared key (base64)", NULL },
-	{ "help", cmd_help, "[COMMAND]", "Show this help, or the help of COMMAND", NULL },
+	  "                           (default as the config says, else " CONTROL_DEFAULT_PATH ")\n", NULL },
+	{ "genkey", cmd_genkey, "", "Print a new private key (base64)", NULL, NULL },
+	{ "pubkey", cmd_pubkey, "", "Read a private key on stdin, print its public key", NULL, NULL },
+	{ "genpsk", cmd_genpsk, "", "Print a new preshared key (base64)", NULL, NULL },
+	{ "help", cmd_help, "[COMMAND]", "Show this help, or the help of COMMAND", NULL, NULL },
 };
 
 static const struct command *command_find(const char *name)
@@ -103,6 +108,8 @@ static void command_usage_print(const struct command *cmd, FILE *out)
 		cmd->args, cmd->summary);
 	fprintf(out, "\nOptions:\n%s", cmd->options ? cmd->options : "");
 	fprintf(out, "  -h, --help               show this help\n");
+	if (cmd->notes != NULL)
+		fprintf(out, "\n%s", cmd->notes);
 }
 
 static int usage_fail(const struct command *cmd, const char *fmt, ...) PRINTF_LIKE(2, 3);
