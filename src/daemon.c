@@ -331,10 +331,14 @@ static void daemon_on_udp(uv_poll_t *h, int status, int events)
 			size_t len = d->rx.msgs[i].msg_len;
 			/* A GRO run: datagrams of seg bytes back to back, the
 			 * last maybe shorter; each is consumed in place. */
-			size_t seg = d->rx.seg[i] != 0 ? d->rx.seg[i] : len;
-			for (size_t off = 0; off < len; off += seg)
+			size_t seg = d->rx.seg[i] != 0 ? d->rx.seg[i] : len, off = 0;
+			/* An empty datagram is consumed (and counted as a bad
+			 * header) too: at least one pass. */
+			do {
 				(void)daemon_consume(d, p + off, len - off < seg ? len - off : seg,
 						     (struct sockaddr *)&d->rx.addr[i], sock, NULL);
+				off += seg;
+			} while (off < len);
 		}
 		if (n < TRANSPORT_BATCH)
 			break;
