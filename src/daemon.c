@@ -202,12 +202,28 @@ static struct session *daemon_session_by_key(struct daemon *d, const uint8_t pub
 	return NULL;
 }
 
+/* noise_read_msg1_cached()'s lookup: the session of that static key, kept
+ * for the caller, and its ss (computed when the session was set up). */
+struct daemon_ss_lookup {
+	struct daemon *d;
+	struct session *s;
+};
+
+static const uint8_t *daemon_ss_lookup(void *ctx, const uint8_t rs[NOISE_PUBLIC_LEN])
+{
+	struct daemon_ss_lookup *l = ctx;
+
+	l->s = daemon_session_by_key(l->d, rs);
+	return l->s != NULL && l->s->ss_valid ? l->s->ss : NULL;
+}
+
 static bool daemon_consume_initiation(struct daemon *d, uint8_t *msg, size_t len,
 				      const struct sockaddr *src, int sock, struct tcp_conn *conn)
 {
 	const struct wire_initiation *m = (const void *)msg;
 	struct noise_handshake hs;
 	uint8_t payload[WIRE_INIT_PAYLOAD_LEN];
+	struct daemon_ss_lookup lookup = { .d = d, .s = NULL };
 	struct session *s;
 	bool ok = false;
 	int rc;
@@ -224,13 +240,15 @@ static bool daemon_consume_initiation(struct daemon *d, uint8_t *msg, size_t len
 					      (const uint8_t *)WIRE_PROLOGUE, strlen(WIRE_PROLOGUE),
 					      d->static_priv, d->static_pub, NULL, NULL, NULL);
 	if (rc == 0)
-		rc = noise_read_msg1(&hs, payload, m->noise, sizeof(m->noise));
+		rc = noise_read_msg1_cached(&hs, payload, m->noise, sizeof(m->noise),
+					    daemon_ss_lookup, &lookup);
 	if (rc < 0) {
 		d->st.initiation_auth++;
 		daemon_log_limited(d, &d->rl_auth, src, "handshake initiation failed authentication");
 		goto out;
 	}
-	s = daemon_session_by_key(d, hs.rs);
+	/* Authentic: hs.rs is the key the lookup saw (NULL: no such session). */
+	s = lookup.s;
 	if (s == NULL) {
 		char b64[KEY_B64_LEN + 1];
 		key_to_base64(b64, hs.rs);

@@ -407,7 +407,14 @@ fail:
 int noise_read_msg1(struct noise_handshake *hs, uint8_t *payload_out, const uint8_t *msg,
 		    size_t len)
 {
+	return noise_read_msg1_cached(hs, payload_out, msg, len, NULL, NULL);
+}
+
+int noise_read_msg1_cached(struct noise_handshake *hs, uint8_t *payload_out, const uint8_t *msg,
+			   size_t len, noise_ss_lookup_fn lookup, void *ctx)
+{
 	uint8_t es[NOISE_KEY_LEN], ss[NOISE_KEY_LEN];
+	const uint8_t *cached;
 	int ret = -EINVAL;
 
 	if (hs->role != NOISE_RESPONDER || hs->state != NOISE_HS_EMPTY)
@@ -428,8 +435,11 @@ int noise_read_msg1(struct noise_handshake *hs, uint8_t *payload_out, const uint
 	if (ret)
 		goto fail;
 	/* ss: an authentic but low-order static key still fails here, before
-	 * anything reaches payload_out. */
-	if (!noise_dh(ss, hs->s_priv, hs->rs)) {
+	 * anything reaches payload_out (a cache holds only usable keys' ss). */
+	cached = lookup != NULL ? lookup(ctx, hs->rs) : NULL;
+	if (cached != NULL) {
+		memcpy(ss, cached, NOISE_KEY_LEN);
+	} else if (!noise_dh(ss, hs->s_priv, hs->rs)) {
 		ret = -EINVAL;
 		goto fail;
 	}

@@ -114,6 +114,19 @@ int noise_write_msg1(struct noise_handshake *hs, uint8_t *out,
  * -EINVAL on low-order keys or a short message; the handshake is then wiped. */
 int noise_read_msg1(struct noise_handshake *hs, uint8_t *payload_out,
 		    const uint8_t *msg, size_t len) MUST_CHECK;
+/*
+ * The responder's cache of ss = noise_dh(s_priv, rs), one per known peer:
+ * given the initiator's static key (decrypted, not yet authenticated: use it
+ * only to look up), the 32-byte ss for that peer, or NULL to compute it.
+ * A peer the cache does not know (or a wrong value) still fails as with no
+ * cache: the payload cannot be opened without the right ss.
+ */
+typedef const uint8_t *(*noise_ss_lookup_fn)(void *ctx, const uint8_t rs[NOISE_PUBLIC_LEN]);
+/* noise_read_msg1() that takes ss from `lookup` (may be NULL) when it has
+ * it: a responder holding its peers' ss saves one of its four X25519. */
+int noise_read_msg1_cached(struct noise_handshake *hs, uint8_t *payload_out,
+			   const uint8_t *msg, size_t len, noise_ss_lookup_fn lookup,
+			   void *ctx) MUST_CHECK;
 void noise_handshake_set_psk(struct noise_handshake *hs, const uint8_t *psk);
 /* Responder: write message 2 (out: NOISE_MSG2_OVERHEAD + payload_len). */
 int noise_write_msg2(struct noise_handshake *hs, uint8_t *out,

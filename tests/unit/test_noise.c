@@ -198,6 +198,22 @@ static void vector_start(struct noise_handshake *hs, enum noise_role role, bool 
 	cr_assert_eq(hs->role, role);
 }
 
+/* A responder's ss cache with one entry (daemon_ss_lookup): counts its
+ * calls and checks it is asked about the right key. */
+struct ss_cache {
+	uint8_t rs[32], ss[32];
+	const uint8_t *answer; /* what to return: ss, a wrong value, or NULL */
+	unsigned calls;
+};
+
+static const uint8_t *ss_cache_lookup(void *ctx, const uint8_t rs[NOISE_PUBLIC_LEN])
+{
+	struct ss_cache *c = ctx;
+
+	c->calls++;
+	return memcmp(rs, c->rs, 32) == 0 ? c->answer : NULL;
+}
+
 static void vector_run(const struct vector_case *c, bool precomputed)
 {
 	struct noise_vector *v = vector_load(c->file, c->name);
@@ -235,7 +251,18 @@ static void vector_run(const struct vector_case *c, bool precomputed)
 	cr_assert(ini.has_key);
 	cr_assert_eq(ini.n, 1u);
 	memset(buf, 0xa5, sizeof buf);
-	cr_assert_eq(noise_read_msg1(&res, buf, v->ciphertext[0].data, len), 0);
+	if (!precomputed) {
+		cr_assert_eq(noise_read_msg1(&res, buf, v->ciphertext[0].data, len), 0);
+	} else {
+		/* As the daemon: ss from its cache of known peers. */
+		struct ss_cache cache = { .calls = 0 };
+		memcpy(cache.rs, init_pub, 32);
+		cr_assert(noise_dh(cache.ss, v->resp_static.data, init_pub));
+		cache.answer = cache.ss;
+		cr_assert_eq(noise_read_msg1_cached(&res, buf, v->ciphertext[0].data, len,
+						    ss_cache_lookup, &cache), 0);
+		cr_assert_eq(cache.calls, 1u);
+	}
 	assert_bytes(buf, v->payload[0].data, v->payload[0].len, "payload 1 decrypted");
 	assert_bytes(res.rs, init_pub, 32, "initiator static learned from message 1");
 	cr_assert_eq(res.n, 1u);
@@ -333,6 +360,61 @@ static void rfc8439_load(struct vector_bytes *b, const char *key)
 	int ret = vectors_load_hex_line(b, VECTOR_DIR "rfc8439_aead.txt", key);
 
 	cr_assert_eq(ret, 0, "%s: %s", key, strerror(-ret));
+}
+
+/* The responder's ss cache: the right value gives the same handshake as
+ * none; no entry (NULL) computes it; a wrong value (or a cache answering
+ * for a key that is not the caller's) fails authentication and wipes the
+ * handshake, as an unknown peer does without a cache. */
+Test(noise, read_msg1_cached)
+{
+	struct pair p, q;
+	struct ss_cache cache;
+	uint8_t got[sizeof p.payload1], wrong[32];
+
+	for (int mode = 0; mode < 3; mode++) {
+		pair_random(&p);
+		pair_start(&p);
+		pair_write1(&p);
+		memset(&cache, 0, sizeof cache);
+		memcpy(cache.rs, p.i_pub, 32);
+		cr_assert(noise_dh(cache.ss, p.r_priv, p.i_pub));
+		cache.answer = mode == 0 ? cache.ss : NULL;
+		if (mode == 2)
+			memcpy(cache.rs, p.r_pub, 32); /* an entry for another key */
+		cr_assert_eq(noise_read_msg1_cached(&p.res, got, p.msg1, sizeof p.msg1,
+						    ss_cache_lookup, &cache), 0, "mode %d", mode);
+		cr_assert_eq(cache.calls, 1u);
+		assert_bytes(got, p.payload1, sizeof got, "payload 1");
+		noise_handshake_set_psk(&p.res, p.r_psk);
+		pair_write2(&p);
+		pair_read2(&p);
+		assert_bytes(noise_handshake_hash(&p.ini), noise_handshake_hash(&p.res), 32,
+			     "same handshake hash");
+	}
+
+	/* A wrong ss: -EBADMSG, the payload output wiped, handshake wiped. */
+	pair_random(&q);
+	pair_start(&q);
+	pair_write1(&q);
+	memset(&cache, 0, sizeof cache);
+	memcpy(cache.rs, q.i_pub, 32);
+	randombytes_buf(wrong, sizeof wrong);
+	cache.answer = wrong;
+	memset(got, 0xa5, sizeof got);
+	cr_assert_eq(noise_read_msg1_cached(&q.res, got, q.msg1, sizeof q.msg1, ss_cache_lookup,
+					    &cache), -EBADMSG);
+	cr_assert_eq(cache.calls, 1u);
+	cr_assert(hs_is_wiped(&q.res));
+	for (size_t i = 0; i < sizeof got; i++)
+		cr_assert_eq(got[i], 0, "byte %zu of the payload not wiped on failure", i);
+
+	/* NULL lookup: exactly noise_read_msg1. */
+	pair_random(&q);
+	pair_start(&q);
+	pair_write1(&q);
+	cr_assert_eq(noise_read_msg1_cached(&q.res, got, q.msg1, sizeof q.msg1, NULL, NULL), 0);
+	assert_bytes(got, q.payload1, sizeof got, "payload 1");
 }
 
 Test(noise, rfc8439_aead_libsodium)
