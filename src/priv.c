@@ -35,48 +35,10 @@
 #include "key.h"
 #include "log.h"
 #include "priv.h"
+#include "priv_msg.h"
 #include "util.h"
 
 /* ------------------------------------------------------------ messages */
-
-/* The whole message set.  Every message is one datagram of exactly the
- * size of its struct; strings are NUL-terminated inside their arrays. */
-enum priv_type {
-	PRIV_OPEN = 1,       /* net -> priv: create the device of a session */
-	PRIV_OPENED,         /* priv -> net: result, the descriptor attached */
-	PRIV_HOOK,           /* net -> priv: run a session's hook */
-	PRIV_HOOK_DONE,      /* priv -> net: its exit status */
-	PRIV_CLOSE,          /* net -> priv: the session's device is closed */
-	PRIV_CONF,           /* net -> priv: read the config again (reload) */
-	PRIV_CONF_REPLY,     /* priv -> net: diagnostics + config, in a memfd */
-	PRIV_READY,          /* net -> priv: serving: notify systemd */
-};
-
-struct priv_open { uint32_t type; char session[CONF_NAME_MAX + 1]; uint32_t mtu; };
-struct priv_opened { uint32_t type; int32_t rc; char device[IFNAMSIZ]; uint32_t vnet; };
-struct priv_hook {
-	uint32_t type, id, event;
-	char session[CONF_NAME_MAX + 1];
-	char peer_address[INET6_ADDRSTRLEN], local_address[INET6_ADDRSTRLEN];
-	uint16_t peer_port, local_port;
-};
-struct priv_hook_done { uint32_t type, id; int32_t status; };
-struct priv_close { uint32_t type; char session[CONF_NAME_MAX + 1]; };
-struct priv_conf { uint32_t type; };
-struct priv_conf_reply { uint32_t type, errors; uint64_t diag_len, conf_len; };
-struct priv_ready { uint32_t type, control_bound; uint64_t control_dev, control_ino; };
-
-union priv_msg {
-	uint32_t type;
-	struct priv_open open;
-	struct priv_opened opened;
-	struct priv_hook hook;
-	struct priv_hook_done hook_done;
-	struct priv_close close;
-	struct priv_conf conf;
-	struct priv_conf_reply conf_reply;
-	struct priv_ready ready;
-};
 
 static size_t priv_msg_size(uint32_t type)
 {
@@ -141,7 +103,8 @@ static int priv_send(int sock, const void *msg, size_t len, int fd)
  * Receive one message: its size is checked against its type.  *fd gets an
  * attached descriptor (or -1); any descriptor on a message that should not
  * carry one is closed.  Returns the type, 0 at end of file, -EAGAIN when
- * none (flags MSG_DONTWAIT), -EBADMSG for a malformed one, or -errno.
+ * none (flags MSG_DONTWAIT), -EBADMSG for a malformed one (an empty one
+ * included), or -errno.
  */
 static int priv_recv(int sock, union priv_msg *m, int *fd, int flags)
 {
@@ -160,8 +123,6 @@ static int priv_recv(int sock, union priv_msg *m, int *fd, int flags)
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	if (n == 0)
-		return 0;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
@@ -175,8 +136,16 @@ static int priv_recv(int sock, union priv_msg *m, int *fd, int flags)
 				close(got);
 		}
 	}
-	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 || (size_t)n < sizeof(uint32_t) ||
-	    priv_msg_size(m->type) != (size_t)n) {
+	if (n == 0) {
+		/* SOCK_SEQPACKET reads an empty message as 0 too, and it may
+		 * carry descriptors: only a peer that is gone (POLLHUP) is the
+		 * end, else a peer could stop us with one empty send. */
+		struct pollfd pfd = { .fd = sock, .events = 0 };
+		if (*fd < 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLHUP) != 0)
+			return 0;
+	}
+	if (n == 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 ||
+	    (size_t)n < sizeof(uint32_t) || priv_msg_size(m->type) != (size_t)n) {
 		if (*fd >= 0)
 			close(*fd);
 		*fd = -1;
@@ -631,10 +600,16 @@ struct priv_device {
 	unsigned hook_timeout;
 };
 
+/* Hooks the network process may have running at once, per device it
+ * holds: a legitimate one has at most a connect and a disconnect in flight
+ * per session (each bounded by hook_timeout); a compromised one must not
+ * be able to fork root shells without end. */
+#define PRIV_HOOKS_PER_DEVICE 8
+
 struct priv_parent {
 	uv_loop_t loop;
 	int fd;
-	pid_t child;
+	pid_t child;                  /* -1: none (priv_serve_fd) */
 	uv_poll_t poll;
 	uv_signal_t sigs[3];
 	struct conf *conf;            /* what the last OPEN looks up: the newest accepted */
@@ -645,6 +620,8 @@ struct priv_parent {
 	uint64_t control_dev, control_ino; /* the control socket as bound (READY) */
 	bool have_control;
 	bool child_gone;
+	int channel_rc;               /* 0, or -errno when the channel broke */
+	unsigned hooks_running;       /* started by PRIV_HOOK, not yet done */
 };
 
 struct priv_job {
@@ -665,6 +642,15 @@ static struct priv_device *priv_device_find(struct priv_parent *pp, const char *
 		if (strcmp(pd->session, session) == 0)
 			return pd;
 	return NULL;
+}
+
+static unsigned priv_device_count(const struct priv_parent *pp)
+{
+	unsigned n = 0;
+
+	for (const struct priv_device *pd = pp->devices; pd != NULL; pd = pd->next)
+		n++;
+	return n;
 }
 
 static const struct conf_session *priv_conf_session(struct priv_parent *pp, const char *name)
@@ -779,6 +765,7 @@ static void priv_on_hook_done(void *arg, enum hook_event ev, int status)
 	struct priv_hook_done rep = { .type = PRIV_HOOK_DONE, .id = job->id, .status = status };
 
 	(void)ev;
+	job->pp->hooks_running--;
 	if (!job->pp->child_gone)
 		(void)priv_send(job->pp->fd, &rep, sizeof(rep), -1);
 	free(job);
@@ -790,19 +777,34 @@ static void priv_serve_hook(struct priv_parent *pp, const struct priv_hook *req)
 	struct priv_device *pd = NULL;
 	struct priv_job *job;
 	struct hook_vars v;
+	const char *why = NULL;
 	int rc;
 
-	if (!priv_str_ok(req->session, sizeof(req->session)) || req->event > HOOK_DISCONNECT ||
-	    !priv_addr_ok(req->peer_address, sizeof(req->peer_address)) ||
-	    !priv_addr_ok(req->local_address, sizeof(req->local_address)) ||
-	    (pd = priv_device_find(pp, req->session)) == NULL) {
-		log_warnx("privsep: hook refused: %s", pd == NULL ? "no such session with a device"
-			  : "malformed request");
+	/* The network process's strings are never logged: they may hold
+	 * anything but NUL. */
+	if (!priv_str_ok(req->session, sizeof(req->session)))
+		why = "unterminated session name";
+	else if (req->event > HOOK_DISCONNECT)
+		why = "unknown event";
+	else if (!priv_addr_ok(req->peer_address, sizeof(req->peer_address)))
+		why = "peer address is not an address";
+	else if (!priv_addr_ok(req->local_address, sizeof(req->local_address)))
+		why = "local address is not an address";
+	else if ((pd = priv_device_find(pp, req->session)) == NULL)
+		why = "no such session with a device";
+	if (why != NULL) {
+		log_warnx("privsep: hook refused: %s", why);
 		rep.status = -EINVAL;
 		goto reply;
 	}
 	if (pd->hooks[req->event] == NULL)
 		goto reply;
+	if (pp->hooks_running >= PRIV_HOOKS_PER_DEVICE * priv_device_count(pp)) {
+		log_warnx("%s: privsep: hook refused: %u hooks already running", pd->session,
+			  pp->hooks_running);
+		rep.status = -EBUSY;
+		goto reply;
+	}
 	priv_hook_vars(pd, &v);
 	v.peer_address = req->peer_address[0] != '\0' ? req->peer_address : NULL;
 	v.peer_port = req->peer_port;
@@ -816,8 +818,10 @@ static void priv_serve_hook(struct priv_parent *pp, const struct priv_hook *req)
 	job->id = req->id;
 	rc = hook_run(&pp->loop, (enum hook_event)req->event, pd->hooks[req->event], &v,
 		      pd->hook_timeout * 1000, priv_on_hook_done, job);
-	if (rc == 0)
+	if (rc == 0) {
+		pp->hooks_running++;
 		return;
+	}
 	free(job);
 	log_warnx("%s: cannot start %s hook: %s", pd->session, hook_event_name(req->event),
 		  strerror(-rc));
@@ -897,6 +901,7 @@ static void priv_on_child(uv_poll_t *h, int status, int events)
 		if (rc == 0 || (rc < 0 && rc != -EBADMSG)) {
 			/* The network process exited (or its end broke): wind down. */
 			pp->child_gone = true;
+			pp->channel_rc = rc;
 			uv_poll_stop(&pp->poll);
 			uv_stop(&pp->loop);
 			return;
@@ -934,7 +939,7 @@ static void priv_on_signal(uv_signal_t *h, int signum)
 		sd_notify(0, "STOPPING=1");
 #endif
 	}
-	if (!pp->child_gone)
+	if (!pp->child_gone && pp->child > 0)
 		kill(pp->child, signum);
 }
 
@@ -945,36 +950,50 @@ static void priv_close_walk(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+/* Wait for the network process: its exit status, for main(). */
+static int priv_reap(pid_t child)
+{
+	int wstatus = 0, status;
+	pid_t w;
+
+	do
+		w = waitpid(child, &wstatus, 0);
+	while (w < 0 && errno == EINTR);
+	if (w == child && WIFEXITED(wstatus)) {
+		status = WEXITSTATUS(wstatus);
+		if (status != 0)
+			log_warnx("network process exited with status %d", status);
+	} else {
+		status = 1;
+		log_warnx("network process died%s%s", w == child && WIFSIGNALED(wstatus) ? ": " : "",
+			  w == child && WIFSIGNALED(wstatus) ? strsignal(WTERMSIG(wstatus)) : "");
+	}
+	return status;
+}
+
+/* Serve the network process until its end of pp->fd closes, then reap
+ * it, run the down hooks of the devices it left, and close pp->fd.
+ * Returns its exit status; with no child (priv_serve_fd), 0 or the -errno
+ * that broke the channel. */
 static int priv_serve(struct priv_parent *pp)
 {
 	static const int signums[3] = { SIGINT, SIGTERM, SIGHUP };
-	int wstatus = 0, status;
-	pid_t w;
+	int status;
 
 	if (uv_loop_init(&pp->loop) < 0)
 		fatalx("uv_loop_init");
 	uv_poll_init(&pp->loop, &pp->poll, pp->fd);
 	pp->poll.data = pp;
 	uv_poll_start(&pp->poll, UV_READABLE, priv_on_child);
-	for (unsigned i = 0; i < 3; i++) {
+	/* Signals reach the network process through us (priv_on_signal). */
+	for (unsigned i = 0; pp->child > 0 && i < 3; i++) {
 		uv_signal_init(&pp->loop, &pp->sigs[i]);
 		pp->sigs[i].data = pp;
 		uv_signal_start(&pp->sigs[i], priv_on_signal, signums[i]);
 	}
 	uv_run(&pp->loop, UV_RUN_DEFAULT);
 
-	do
-		w = waitpid(pp->child, &wstatus, 0);
-	while (w < 0 && errno == EINTR);
-	if (w == pp->child && WIFEXITED(wstatus)) {
-		status = WEXITSTATUS(wstatus);
-		if (status != 0)
-			log_warnx("network process exited with status %d", status);
-	} else {
-		status = 1;
-		log_warnx("network process died%s%s", w == pp->child && WIFSIGNALED(wstatus) ? ": " : "",
-			  w == pp->child && WIFSIGNALED(wstatus) ? strsignal(WTERMSIG(wstatus)) : "");
-	}
+	status = pp->child > 0 ? priv_reap(pp->child) : pp->channel_rc;
 	/* Its devices went with it; what their down hooks undo (routes,
 	 * firewall rules) may not have: run them for what it left. */
 	for (struct priv_device *pd = pp->devices; pd != NULL; pd = pd->next) {
@@ -1004,6 +1023,13 @@ static int priv_serve(struct priv_parent *pp)
 	if (pp->conf == &pp->own)
 		conf_free(&pp->own);
 	return status;
+}
+
+int priv_serve_fd(struct conf *c, const char *config_path, int fd)
+{
+	struct priv_parent pp = { .fd = fd, .child = -1, .conf = c, .config_path = config_path };
+
+	return priv_serve(&pp);
 }
 
 int priv_start(struct conf *c, const char *config_path, struct priv **out, int *status)
@@ -1057,7 +1083,6 @@ int priv_start(struct conf *c, const char *config_path, struct priv **out, int *
 	}
 	free(p);
 	close(sv[1]);
-	/* Signals reach the network process through us (priv_on_signal). */
 	struct priv_parent pp = { .fd = sv[0], .child = child, .conf = c, .config_path = config_path };
 	*status = priv_serve(&pp);
 	return PRIV_PARENT_DONE;

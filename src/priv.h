@@ -53,6 +53,16 @@ enum priv_start_result {
  */
 int priv_start(struct conf *c, const char *config_path, struct priv **out, int *status);
 
+/*
+ * For tests only (tests/unit/test_priv.c): the privileged process's
+ * serving, as priv_start runs it after the fork, on `fd`, one end of a
+ * SOCK_SEQPACKET socketpair whose other end plays the network process
+ * (messages in priv_msg.h).  No child is waited for or signalled.  Takes
+ * `fd` (closes it).  Returns once the other end is closed: 0, or -errno
+ * when the channel broke.
+ */
+int priv_serve_fd(struct conf *c, const char *config_path, int fd);
+
 /* Network process: give up root.  After it: uid/gid of `user`/`group`, no
  * supplementary groups, no capabilities, no_new_privs, no file writes. */
 int priv_drop(struct priv *p) MUST_CHECK;
